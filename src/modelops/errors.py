@@ -1,0 +1,19 @@
+"""The project's error hierarchy: every failure a user can fix has a named type."""
+
+from __future__ import annotations
+
+
+class ModelopsError(Exception):
+    """Base class of the errors modelops raises on purpose."""
+
+
+class ConfigError(ModelopsError):
+    """The configuration in conf/ is missing something or contradicts itself."""
+
+
+class DataContractError(ModelopsError):
+    """Input data breaks the data contract declared in conf."""
+
+
+class SourceWindowError(ModelopsError):
+    """The production source has no usable partitions for the requested window."""

@@ -1,0 +1,232 @@
+"""Nodes of the data_processing pipeline: window, contract, sample, clean, features."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from modelops.contracts import parse_contract, validate_frame
+from modelops.errors import ConfigError, SourceWindowError
+from modelops.features import CalendarFeatures
+from modelops.lineage import content_hash
+
+logger = logging.getLogger(__name__)
+
+PARAMS_FILE = "conf/base/parameters_data_processing.yml"
+_HASH_BUCKETS = 1_000_000
+
+
+def load_source_window(
+    partitions: Mapping[str, Callable[[], pd.DataFrame]], source: Mapping[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Load the source partitions inside the window, each checked against the contract.
+
+    Args:
+        partitions: Partition id (a date string) to loader, as a PartitionedDataset
+            gives it.
+        source: The ``source`` parameters: ``partition_date_format``, ``window``
+            (``start``, ``end``, ``last_days``) and ``contract``.
+
+    Returns:
+        The concatenated partitions, and a manifest naming what was read (partition
+        ids, date range, rows and a content hash per partition) for lineage.
+
+    Raises:
+        SourceWindowError: no partition in the window, or a partition id that is not
+            a date.
+        DataContractError: a partition breaks the contract; nothing is returned.
+    """
+    contract = parse_contract(source["contract"])
+    selected = select_partitions(
+        list(partitions), source["window"], source["partition_date_format"]
+    )
+    frames = []
+    entries = []
+    for partition_id in selected:
+        frame = partitions[partition_id]()
+        validate_frame(frame, contract, where=f"source partition '{partition_id}'")
+        frame = frame[contract.column_names]
+        frames.append(frame)
+        entries.append(
+            {"id": partition_id, "rows": len(frame), "sha256": content_hash(frame)}
+        )
+    data = pd.concat(frames, ignore_index=True)
+    manifest = {
+        "first_partition": selected[0],
+        "last_partition": selected[-1],
+        "partition_count": len(selected),
+        "rows": len(data),
+        "partitions": entries,
+    }
+    logger.info(
+        "Read %d source partitions (%s .. %s), %d rows, all within the contract",
+        len(selected),
+        selected[0],
+        selected[-1],
+        len(data),
+    )
+    return data, manifest
+
+
+def select_partitions(
+    partition_ids: list[str], window: Mapping[str, Any], date_format: str
+) -> list[str]:
+    """Pick the partition ids whose date lies in the window, oldest first.
+
+    Args:
+        partition_ids: All partition ids of the source.
+        window: ``start`` and ``end`` (inclusive dates or null) and ``last_days``.
+        date_format: ``strptime`` format of the partition ids.
+
+    Returns:
+        The selected ids in date order.
+
+    Raises:
+        SourceWindowError: a partition id is not a date, or nothing is selected.
+    """
+    dated = []
+    for partition_id in partition_ids:
+        try:
+            day = dt.datetime.strptime(partition_id, date_format).date()
+        except ValueError as err:
+            raise SourceWindowError(
+                f"Source partition '{partition_id}' is not named as a date in format "
+                f"'{date_format}'.\nHint: remove or rename the file, or set "
+                f"source.partition_date_format in {PARAMS_FILE}."
+            ) from err
+        dated.append((day, partition_id))
+    dated.sort()
+    start = _as_date(window.get("start"), "source.window.start")
+    end = _as_date(window.get("end"), "source.window.end")
+    chosen = [
+        (day, pid)
+        for day, pid in dated
+        if (start is None or day >= start) and (end is None or day <= end)
+    ]
+    last_days = window.get("last_days")
+    if last_days is not None:
+        if int(last_days) < 1:
+            raise ConfigError(
+                f"source.window.last_days is {last_days}; expected a positive number "
+                f"of days or null.\nHint: fix {PARAMS_FILE}."
+            )
+        chosen = chosen[-int(last_days) :]
+    if not chosen:
+        available = (
+            f"{len(dated)} partitions from {dated[0][1]} to {dated[-1][1]}"
+            if dated
+            else "no partitions at all"
+        )
+        raise SourceWindowError(
+            f"No source partition in the window start={start}, end={end}, "
+            f"last_days={last_days}; the source has {available}.\nHint: widen "
+            f"source.window in {PARAMS_FILE}, or write partitions with `kedro "
+            f"simulate`."
+        )
+    return [pid for _, pid in chosen]
+
+
+def sample_rows(data: pd.DataFrame, sample: Mapping[str, Any]) -> pd.DataFrame:
+    """Keep a deterministic fraction of rows, chosen by a salted hash of key columns.
+
+    A row's fate depends only on its key values and the seed, so the same rows are
+    kept whatever window or partition order is read.
+
+    Args:
+        data: Rows to sample; not modified.
+        sample: ``fraction`` in (0, 1], ``key_columns`` and ``seed``.
+
+    Returns:
+        The kept rows (all of them when fraction is 1), index reset.
+    """
+    fraction = float(sample["fraction"])
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(
+            f"source.sample.fraction is {fraction}; expected a number in (0, 1].\n"
+            f"Hint: fix the env's parameters_data_processing.yml."
+        )
+    if fraction == 1.0:
+        return data.reset_index(drop=True)
+    keys = _require_columns(data, sample["key_columns"], "source.sample.key_columns")
+    salt = f"{int(sample['seed']):016d}"[-16:]  # pandas wants a 16-character key
+    hashes = pd.util.hash_pandas_object(data[keys], index=False, hash_key=salt)
+    keep = (hashes.to_numpy() % _HASH_BUCKETS) < round(fraction * _HASH_BUCKETS)
+    kept = data.loc[keep].reset_index(drop=True)
+    logger.info("Sampled %d of %d rows (fraction %s)", len(kept), len(data), fraction)
+    return kept
+
+
+def clean_source(data: pd.DataFrame, features: Mapping[str, Any]) -> pd.DataFrame:
+    """Drop repeated rows of the same key (the newest wins) and sort by key.
+
+    Args:
+        data: Contract-checked source rows; not modified.
+        features: The ``features`` parameters (``key_columns`` is used).
+
+    Returns:
+        One row per key, sorted by key, index reset.
+    """
+    keys = _require_columns(data, features["key_columns"], "features.key_columns")
+    clean = data.drop_duplicates(subset=keys, keep="last")
+    dropped = len(data) - len(clean)
+    if dropped:
+        logger.warning("Dropped %d rows that repeated an earlier key %s", dropped, keys)
+    return clean.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def build_model_input(data: pd.DataFrame, features: Mapping[str, Any]) -> pd.DataFrame:
+    """Derive the calendar features and keep the columns the model input table holds.
+
+    Args:
+        data: Clean source rows; not modified.
+        features: ``time_column``, ``key_columns``, ``target``, ``numeric``,
+            ``categorical`` and ``calendar`` lists.
+
+    Returns:
+        Keys, feature columns and target, in that order.
+    """
+    calendar = CalendarFeatures(
+        time_column=features["time_column"], features=list(features["calendar"])
+    )
+    derived = calendar.fit_transform(data)
+    columns = list(
+        dict.fromkeys(
+            [
+                *features["key_columns"],
+                *features["numeric"],
+                *features["categorical"],
+                *features["calendar"],
+                features["target"],
+            ]
+        )
+    )
+    _require_columns(derived, columns, "features")
+    return derived[columns]
+
+
+def _require_columns(data: pd.DataFrame, names: list[str], setting: str) -> list[str]:
+    """Return ``names`` if all are columns of ``data``; else a ConfigError."""
+    missing = [name for name in names if name not in data.columns]
+    if missing:
+        raise ConfigError(
+            f"Column(s) {missing} named in {setting} are not in the data (columns: "
+            f"{list(data.columns)}).\nHint: fix {setting} in {PARAMS_FILE}."
+        )
+    return list(names)
+
+
+def _as_date(value: object, setting: str) -> dt.date | None:
+    """Parse a window bound given as a date, an ISO string or null."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError as err:
+        raise ConfigError(
+            f"{setting} is {value!r}; expected a date like 2025-01-31 or null.\n"
+            f"Hint: fix {PARAMS_FILE}."
+        ) from err

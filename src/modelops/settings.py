@@ -1,0 +1,21 @@
+"""Project settings: config loader, default run env and hooks."""
+
+from __future__ import annotations
+
+from kedro.config import OmegaConfigLoader
+
+from modelops.tracking import tracking_uri
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    # A bare `kedro run` is dev: it can never touch acceptance or prod.
+    "default_run_env": "dev",
+    # env files override base key by key (nested), so conf/dev can change one value.
+    "merge_strategy": {"parameters": "soft", "globals": "soft", "mlflow": "soft"},
+    "custom_resolvers": {"tracking_uri": tracking_uri},
+    "config_patterns": {
+        "globals": ["globals*", "globals*/**"],
+        "mlflow": ["mlflow*", "mlflow*/**"],
+    },
+}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +53,77 @@ def make_source_frame(day: str = "2025-03-03", stations: int = 3) -> pd.DataFram
 def source_frame() -> pd.DataFrame:
     """A valid day of source data, three stations."""
     return make_source_frame()
+
+
+def copy_project(destination: Path) -> Path:
+    """Copy what a Kedro run needs (pyproject, src, conf without local) to a temp dir.
+
+    Runs in the copy write their data/ and mlruns/ inside ``destination``, never into
+    the developer's.
+    """
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
+    shutil.copytree(
+        PROJECT_ROOT / "conf",
+        destination / "conf",
+        ignore=shutil.ignore_patterns("local"),
+    )
+    shutil.copytree(
+        PROJECT_ROOT / "src",
+        destination / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
+    (destination / "conf" / "local").mkdir()
+    (destination / "data").mkdir()
+    return destination
+
+
+def run_kedro(
+    project: Path, *args: str, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run the venv's `kedro` command in ``project`` and return what it printed."""
+    env = {
+        **os.environ,
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+        "COLUMNS": "200",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "kedro"), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"kedro {' '.join(args)} exited {result.returncode}:\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def files_under(root: Path) -> set[str]:
+    """Every file below ``root``, as paths relative to it."""
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def simulated_project(tmp_path_factory) -> Path:
+    """A project copy with 14 simulated source days (8 stations), shared read-only."""
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    run_kedro(
+        project, "simulate", "--start", "2025-03-01", "--days", "14", "--stations", "8"
+    )
+    return project
+
+
+@pytest.fixture
+def project(simulated_project, tmp_path) -> Path:
+    """A fresh project copy that shares the simulated source partitions (copied)."""
+    copy = copy_project(tmp_path / "project")
+    shutil.copytree(simulated_project / "data" / "source", copy / "data" / "source")
+    return copy

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.project import settings
 from kedro.framework.startup import bootstrap_project
 
@@ -67,9 +69,38 @@ def simulate(  # noqa: PLR0913
     )
 
 
+def with_clean_errors(command: click.Command) -> click.Command:
+    """The same command, printing a ModelopsError as a plain message, not a traceback.
+
+    A contract violation or a config mistake is the user's to fix: the message says
+    what and where; a stack trace through Kedro and pandas would only bury it.
+    """
+    callback: Callable[..., object] = command.callback  # type: ignore[assignment]
+
+    def clean_callback(**kwargs: object) -> object:
+        try:
+            return callback(**kwargs)
+        except ModelopsError as err:
+            raise click.ClickException(f"{type(err).__name__}: {err}") from None
+
+    return click.Command(
+        name=command.name,
+        params=command.params,
+        callback=clean_callback,
+        help=command.help,
+        short_help=command.short_help,
+        context_settings=command.context_settings,
+    )
+
+
 @click.group(name="modelops")
 def cli() -> None:
     """modelops project commands."""
+
+
+# `kedro run` (and the packaged `modelops` entry point, which looks for `run` here).
+run = with_clean_errors(kedro_run)
+cli.add_command(run)
 
 
 @cli.command("simulate")

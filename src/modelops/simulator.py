@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from modelops.errors import ModelopsError
 
@@ -402,29 +404,6 @@ def _weather_effect(weather: dict[str, np.ndarray], concept: bool) -> np.ndarray
     return effect
 
 
-def _empty_frame() -> pd.DataFrame:
-    """Return a zero-row frame with every column at its contract dtype.
-
-    Returns:
-        The empty frame.
-    """
-    return pd.DataFrame(
-        {
-            "timestamp": pd.Series([], dtype="datetime64[us]"),
-            "station_id": pd.Series([], dtype="str"),
-            "station_zone": pd.Series([], dtype="str"),
-            "station_capacity": pd.Series([], dtype="int64"),
-            "temperature_c": pd.Series([], dtype="float64"),
-            "humidity_pct": pd.Series([], dtype="float64"),
-            "wind_speed_kmh": pd.Series([], dtype="float64"),
-            "precipitation_mm": pd.Series([], dtype="float64"),
-            "weather": pd.Series([], dtype="str"),
-            "is_holiday": pd.Series([], dtype="bool"),
-            "rentals": pd.Series([], dtype="int64"),
-        }
-    )
-
-
 def _corrupt(
     frame: pd.DataFrame, corrupt: str, rng: np.random.Generator
 ) -> pd.DataFrame:
@@ -442,7 +421,8 @@ def _corrupt(
     if corrupt == "missing_column":
         return frame.drop(columns="temperature_c")
     if corrupt == "wrong_type":
-        text = frame["humidity_pct"].map("{:.1f}%".format).astype("str")
+        # Values carry one decimal already, so str() gives e.g. "63.2".
+        text = frame["humidity_pct"].astype("str") + "%"
         return frame.assign(humidity_pct=text)
     if corrupt == "nulls":
         temperature = frame["temperature_c"].to_numpy(copy=True)
@@ -456,7 +436,7 @@ def _corrupt(
         rentals[rng.choice(n, size=min(3, n), replace=False)] = -3
         return frame.assign(humidity_pct=humidity, rentals=rentals)
     if corrupt == "empty":
-        return _empty_frame()
+        return frame.iloc[:0].copy()
     return frame
 
 
@@ -512,13 +492,14 @@ def _generate(request: _Request) -> Iterator[tuple[datetime.date, pd.DataFrame]]
     covariate = drift == "covariate"
     profiles = _hour_profiles(concept)
     n = len(stations.ids)
-    # Columns that are the same every day are built once and shared (copy-on-write).
+    # Columns that are the same every day are built once; each frame gets its own
+    # (cheap) copy so that a caller editing one frame cannot change the next.
     station_id = pd.array(np.tile(stations.ids, 24), dtype="str")
     station_zone = pd.array(
         np.tile(np.array(ZONES, dtype=object)[stations.zone], 24), dtype="str"
     )
     capacity = np.tile(stations.capacity, 24)
-    weather_names = np.array(WEATHER_STATES, dtype=object)
+    weather_names = pd.array(list(WEATHER_STATES), dtype="str")
     station_scale = (
         _BASE_RATE * stations.popularity * (stations.capacity / 22.0) ** 0.6
     )  # (n,)
@@ -548,16 +529,14 @@ def _generate(request: _Request) -> Iterator[tuple[datetime.date, pd.DataFrame]]
         frame = pd.DataFrame(
             {
                 "timestamp": np.repeat(timestamps, n),
-                "station_id": station_id,
-                "station_zone": station_zone,
-                "station_capacity": capacity,
+                "station_id": station_id.copy(),
+                "station_zone": station_zone.copy(),
+                "station_capacity": capacity.copy(),
                 "temperature_c": np.repeat(weather["temperature_c"], n),
                 "humidity_pct": np.repeat(weather["humidity_pct"], n),
                 "wind_speed_kmh": np.repeat(weather["wind_speed_kmh"], n),
                 "precipitation_mm": np.repeat(weather["precipitation_mm"], n),
-                "weather": pd.array(
-                    np.repeat(weather_names[weather["weather"]], n), dtype="str"
-                ),
+                "weather": weather_names.take(np.repeat(weather["weather"], n)),
                 "is_holiday": np.full(24 * n, holiday),
                 "rentals": rentals,
             },
@@ -665,8 +644,11 @@ def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
         path: Final file path.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # What DataFrame.to_parquet(index=False) does, minus its per-call thread pool,
+    # which costs more than it saves on a one-day frame.
+    table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
     try:
-        frame.to_parquet(tmp, engine="pyarrow", index=False)
+        pq.write_table(table, tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

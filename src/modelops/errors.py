@@ -17,3 +17,7 @@ class DataContractError(ModelopsError):
 
 class SourceWindowError(ModelopsError):
     """The production source has no usable partitions for the requested window."""
+
+
+class DeploymentRejected(ModelopsError):
+    """The deployment gate refused the candidate model: nothing is registered."""

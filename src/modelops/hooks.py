@@ -1,29 +1,109 @@
-"""Project hooks: report where a run's persisted outputs were written."""
+"""Project hooks: lineage tags on the MLflow run, and a summary of what a run wrote."""
 
 from __future__ import annotations
 
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 import click
+import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import MemoryDataset
 
+from modelops.datasets import ContentAddressedParquetDataset
+from modelops.lineage import git_state, library_versions
 
-class RunSummaryHooks:
-    """Log, at the end of a run, every persisted dataset it wrote and the exact path."""
+
+def saved_location(dataset: Any) -> str | None:
+    """The file a dataset wrote last (versioned paths resolved), or None if in memory."""
+    if isinstance(dataset, MemoryDataset):
+        return None
+    if isinstance(dataset, ContentAddressedParquetDataset):
+        return str(dataset.last_path)
+    description = dataset._describe()
+    target = description.get("filepath") or description.get("path")
+    if target is None:
+        return None
+    version = description.get("version")
+    if version is not None and version.save:
+        path = PurePath(str(target))
+        return str(path / version.save / path.name)
+    return str(target)
+
+
+class LineageHooks:
+    """Tag the kedro-mlflow run with env, git state, libraries and every file written."""
 
     def __init__(self) -> None:
-        self._saved: list[str] = []
-        self._env = "?"
+        self._env = "unknown"
+        self._project_path = Path.cwd()
+        self._catalog: Any = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        """Note the env actually in force (a bare `kedro run` passes none)."""
-        self._env = context.config_loader["globals"].get("env", "?")
+        """Note the env in force (a bare `kedro run` passes none) and the project."""
+        self._env = context.config_loader["globals"].get("env", "unknown")
+        self._project_path = Path(context.project_path)
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has opened the run
+    def before_pipeline_run(self, run_params: dict[str, Any], catalog: Any) -> None:
+        """Record what makes the run reproducible: env, code version, libraries."""
+        self._catalog = catalog
+        if mlflow.active_run() is None:
+            return
+        pipelines = run_params.get("pipeline_names") or ["__default__"]
+        tags = {
+            "modelops.env": self._env,
+            "modelops.pipeline": ",".join(pipelines),
+            "modelops.kedro_run_id": str(
+                run_params.get("session_id") or run_params.get("run_id")
+            ),
+            **{
+                f"modelops.{key}": value
+                for key, value in git_state(self._project_path).items()
+            },
+            **{
+                f"modelops.lib.{key}": value
+                for key, value in library_versions().items()
+            },
+        }
+        mlflow.set_tags(tags)
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        """Tag the run with the file each persisted dataset was written to.
+
+        A dataset whose catalog entry has ``metadata.mlflow_artifact_path`` is also
+        logged into the run under that folder.
+        """
+        if mlflow.active_run() is None or self._catalog is None:
+            return
+        dataset = self._catalog.get(dataset_name)
+        location = saved_location(dataset)
+        if location is None:
+            return
+        mlflow.set_tag(f"modelops.saved.{dataset_name}", location)
+        artifact_path = (getattr(dataset, "metadata", None) or {}).get(
+            "mlflow_artifact_path"
+        )
+        if artifact_path:
+            mlflow.log_artifact(location, artifact_path=artifact_path)
+
+
+class RunSummaryHooks:
+    """Print, at the end of a run, every persisted dataset it wrote and the exact path."""
+
+    def __init__(self) -> None:
+        self._saved: list[str] = []
+        self._env = "unknown"
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Note the env actually in force."""
+        self._env = context.config_loader["globals"].get("env", "unknown")
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
         """Start a fresh record for this run."""
         self._saved = []
 
@@ -33,26 +113,13 @@ class RunSummaryHooks:
         self._saved.append(dataset_name)
 
     @hook_impl
-    def after_pipeline_run(self, run_params: dict[str, Any], catalog: Any) -> None:
-        """Log where each persisted output landed (the versioned file, if versioned)."""
+    def after_pipeline_run(self, catalog: Any) -> None:
+        """Print where each persisted output landed."""
         lines = []
         for name in dict.fromkeys(self._saved):
-            dataset = catalog.get(name)
-            if dataset is None or isinstance(dataset, MemoryDataset):
-                continue
-            lines.append(f"  {name}: {saved_location(dataset._describe())}")
+            location = saved_location(catalog.get(name))
+            if location is not None:
+                lines.append(f"  {name}: {location}")
         if lines:
             # Echoed, not logged: a log handler would wrap the long paths.
             click.echo(f"Run in env '{self._env}' wrote:\n" + "\n".join(lines))
-
-
-def saved_location(description: dict[str, Any]) -> str:
-    """The file a dataset wrote, from its description (versioned paths resolved)."""
-    target = description.get("filepath") or description.get("path")
-    if target is None:
-        return str(description)
-    version = description.get("version")
-    if version is not None and version.save:
-        path = PurePath(str(target))
-        return str(path / version.save / path.name)
-    return str(target)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from kedro.config import OmegaConfigLoader
 
-from modelops.hooks import RunSummaryHooks
+from modelops.hooks import LineageHooks, RunSummaryHooks
 from modelops.tracking import tracking_uri
 
-HOOKS = (RunSummaryHooks(),)
+HOOKS = (LineageHooks(), RunSummaryHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -1,0 +1,52 @@
+"""Wiring of the deployment pipeline."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from modelops.pipelines.deployment.nodes import (
+    decide_deployment,
+    enforce_deployment_gate,
+    prepare_registration,
+)
+
+
+def create_pipeline(**kwargs: object) -> Pipeline:
+    """Metrics and incumbent -> gate decision -> (approved only) registered model."""
+    return Pipeline(
+        [
+            Node(
+                func=decide_deployment,
+                inputs=[
+                    "evaluation_metrics",
+                    "incumbent_model",
+                    "test_set",
+                    "params:features",
+                    "params:gate",
+                ],
+                outputs="deployment_decision",
+                name="decide_deployment_node",
+            ),
+            Node(
+                func=enforce_deployment_gate,
+                inputs="deployment_decision",
+                outputs="approved_decision",
+                name="enforce_deployment_gate_node",
+            ),
+            Node(
+                func=prepare_registration,
+                inputs=[
+                    "trained_model",
+                    "train_set",
+                    "approved_decision",
+                    "split_manifest",
+                    "source_manifest",
+                    "evaluation_metrics",
+                    "params:model",
+                    "params:features",
+                ],
+                outputs="registered_model",
+                name="register_model_node",
+            ),
+        ]
+    )

@@ -1,0 +1,642 @@
+"""Nodes of the evaluation pipeline: predictions, naive baseline, metrics and plots."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.dates as mdates
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+from sklearn.pipeline import Pipeline
+
+from modelops.errors import ConfigError, DataContractError
+from modelops.features import CALENDAR_FEATURES
+from modelops.modeling import input_columns, model_inputs
+
+logger = logging.getLogger(__name__)
+
+DATA_CONF = "conf/base/parameters_data_processing.yml"
+TRAINING_CONF = "conf/base/parameters_training.yml"
+EVALUATION_CONF = "conf/base/parameters_evaluation.yml"
+
+ACTUAL = "actual"
+PREDICTED = "predicted"
+BASELINE = "baseline"
+BASELINE_MEAN = "target_mean"
+BASELINE_ROWS = "rows"
+
+MAX_SCATTER_POINTS = 20_000
+PLOT_SEED = 0
+MAX_TIME_POINTS = 500  # more distinct timestamps than this: residuals per day
+FIGSIZE = (8.0, 6.0)
+DPI = 100
+
+
+# --- predictions ------------------------------------------------------------------
+
+
+def predict_test_set(
+    model: Pipeline, test_set: pd.DataFrame, features: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Predict the test set with the trained model.
+
+    Args:
+        model: The fitted model (the sklearn Pipeline of ``modelops.modeling``).
+        test_set: Rows of the model input table; not modified.
+        features: The ``features`` parameters (``key_columns``, ``time_column``,
+            ``target`` and the feature lists).
+
+    Returns:
+        One row per test row, same order and index: the key columns (and the time
+        column when it is not a key), ``actual`` (the target) and ``predicted``
+        (float64, not clipped).
+
+    Raises:
+        ConfigError: the test set is empty, or a configured column is missing.
+    """
+    _require_rows(test_set, "test set")
+    keys = _identity_columns(features)
+    target = features["target"]
+    clash = [name for name in keys if name in (ACTUAL, PREDICTED)]
+    if clash:
+        raise ConfigError(
+            f"Key column(s) {clash} clash with the prediction columns "
+            f"'{ACTUAL}'/'{PREDICTED}'.\nHint: rename them in features.key_columns "
+            f"of {DATA_CONF}."
+        )
+    _require_columns(test_set, [*keys, target, *input_columns(features)], "test set")
+    predicted = np.asarray(model.predict(model_inputs(test_set, features)))
+    predicted = predicted.astype("float64").reshape(len(test_set), -1)
+    if predicted.shape[1] != 1:
+        raise ConfigError(
+            f"The model returned {predicted.shape[1]} outputs per row; evaluation "
+            f"expects one (a single-target regressor).\nHint: set model.class in "
+            f"{TRAINING_CONF} to a single-output regressor."
+        )
+    return test_set[keys].assign(
+        **{ACTUAL: test_set[target].array, PREDICTED: predicted[:, 0]}
+    )
+
+
+# --- naive baseline ---------------------------------------------------------------
+
+
+def fit_baseline(
+    train_set: pd.DataFrame, features: Mapping[str, Any], baseline: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Learn the naive baseline: the mean target per group and time grain.
+
+    With ``group_by: [station_id]`` and ``time_grains: [day_of_week, hour]`` this is
+    the per-station hour-of-week mean. Time grains are calendar features derived from
+    ``features["time_column"]`` (names from ``modelops.features.CALENDAR_FEATURES``).
+
+    Args:
+        train_set: Rows of the model input table; not modified.
+        features: The ``features`` parameters (``time_column``, ``target``).
+        baseline: ``group_by`` (columns of the data) and ``time_grains``
+            (calendar feature names); either may be empty.
+
+    Returns:
+        One row per group seen in training: the group and grain columns,
+        ``target_mean`` and ``rows`` (how many training rows the mean is over), so
+        coarser means can be derived exactly at prediction time.
+
+    Raises:
+        ConfigError: the train set has no labelled rows, the baseline config is
+            invalid, or a configured column is missing.
+    """
+    group_by, grains = _baseline_spec(baseline)
+    target = features["target"]
+    _require_columns(train_set, [target], "train set")
+    keys = _baseline_keys(train_set, features, group_by, grains)
+    values = train_set[target].astype("float64")
+    if not values.notna().any():
+        raise ConfigError(
+            "The train set has no labelled rows, so there is no baseline to fit.\n"
+            f"Hint: widen the split window in {TRAINING_CONF}."
+        )
+    columns = [*group_by, *grains]
+    if not columns:
+        return pd.DataFrame(
+            {BASELINE_MEAN: [values.mean()], BASELINE_ROWS: [int(values.count())]}
+        )
+    table = (
+        keys.assign(**{BASELINE_MEAN: values})
+        .groupby(columns, dropna=False, sort=True)[BASELINE_MEAN]
+        .agg(**{BASELINE_MEAN: "mean", BASELINE_ROWS: "count"})
+        .reset_index()
+    )
+    table = table[table[BASELINE_ROWS] > 0].reset_index(drop=True)
+    return table.astype({BASELINE_MEAN: "float64", BASELINE_ROWS: "int64"})
+
+
+def predict_baseline(
+    baseline_table: pd.DataFrame,
+    test_set: pd.DataFrame,
+    features: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+) -> pd.Series:
+    """Predict the test set with the naive baseline, falling back for unseen groups.
+
+    A row whose (group, grains) was not seen in training gets the mean over its
+    ``group_by`` columns alone; a row whose group was not seen either gets the global
+    training mean, so the result is never NaN.
+
+    Args:
+        baseline_table: The output of ``fit_baseline``.
+        test_set: Rows of the model input table; not modified.
+        features: The ``features`` parameters (``time_column``).
+        baseline: The same ``group_by`` and ``time_grains`` as for ``fit_baseline``.
+
+    Returns:
+        Float64 Series named ``baseline`` with the index of ``test_set``.
+
+    Raises:
+        ConfigError: the test set is empty, the baseline table does not match the
+            baseline config, or a configured column is missing.
+    """
+    _require_rows(test_set, "test set")
+    group_by, grains = _baseline_spec(baseline)
+    _require_columns(
+        baseline_table,
+        [*group_by, *grains, BASELINE_MEAN, BASELINE_ROWS],
+        "baseline table",
+        hint=f"refit the baseline with the current baseline config of {EVALUATION_CONF}",
+    )
+    table = baseline_table[baseline_table[BASELINE_ROWS] > 0]
+    if table.empty:
+        raise ConfigError(
+            "The baseline table is empty, so the baseline cannot predict.\n"
+            f"Hint: widen the split window in {TRAINING_CONF} and refit it."
+        )
+    keys = _baseline_keys(test_set, features, group_by, grains)
+    result = pd.Series(np.nan, index=test_set.index, name=BASELINE, dtype="float64")
+    levels = list(dict.fromkeys([(*group_by, *grains), tuple(group_by)]))
+    for level in levels:
+        missing = result.isna().to_numpy()
+        if not missing.any() or not level:
+            break
+        means = _level_means(table, list(level))
+        looked_up = keys.loc[missing, list(level)].merge(
+            means, how="left", on=list(level), validate="many_to_one"
+        )
+        result.loc[missing] = looked_up[BASELINE_MEAN].to_numpy()
+        if level != levels[0]:
+            logger.info(
+                "Baseline: %d test rows fell back to the mean per %s",
+                int(missing.sum()),
+                list(level),
+            )
+    missing = result.isna().to_numpy()
+    if missing.any():
+        global_mean = float(
+            (table[BASELINE_MEAN] * table[BASELINE_ROWS]).sum()
+            / table[BASELINE_ROWS].sum()
+        )
+        result.loc[missing] = global_mean
+        if group_by or grains:
+            logger.info(
+                "Baseline: %d test rows fell back to the global mean",
+                int(missing.sum()),
+            )
+    return result
+
+
+def _baseline_spec(baseline: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Return the validated ``group_by`` and ``time_grains`` lists."""
+    group_by = list(baseline.get("group_by") or [])
+    grains = list(baseline.get("time_grains") or [])
+    unknown = [name for name in grains if name not in CALENDAR_FEATURES]
+    if unknown:
+        raise ConfigError(
+            f"Unknown baseline time grain(s) {unknown}; expected some of "
+            f"{sorted(CALENDAR_FEATURES)}.\nHint: fix baseline.time_grains in "
+            f"{EVALUATION_CONF}."
+        )
+    both = [name for name in group_by if name in grains]
+    if both:
+        raise ConfigError(
+            f"Column(s) {both} are in both baseline.group_by and "
+            f"baseline.time_grains.\nHint: list each once in {EVALUATION_CONF} "
+            f"(time grains are derived from the time column)."
+        )
+    return group_by, grains
+
+
+def _baseline_keys(
+    frame: pd.DataFrame,
+    features: Mapping[str, Any],
+    group_by: Sequence[str],
+    grains: Sequence[str],
+) -> pd.DataFrame:
+    """The group columns of ``frame`` plus the time grains derived from its time."""
+    time_column = features["time_column"]
+    _require_columns(
+        frame,
+        [*group_by, *([time_column] if grains else [])],
+        "data",
+        hint=f"fix baseline.group_by in {EVALUATION_CONF} or features in {DATA_CONF}",
+    )
+    keys = frame[list(group_by)]
+    if not grains:
+        return keys
+    timestamps = pd.to_datetime(frame[time_column])
+    return keys.assign(
+        **{name: CALENDAR_FEATURES[name](timestamps).astype("int64") for name in grains}
+    )
+
+
+def _level_means(table: pd.DataFrame, level: list[str]) -> pd.DataFrame:
+    """Exact mean target per ``level`` from the finer means and their row counts."""
+    weighted = table.assign(_sum=table[BASELINE_MEAN] * table[BASELINE_ROWS])
+    sums = weighted.groupby(level, dropna=False, sort=False)[
+        ["_sum", BASELINE_ROWS]
+    ].sum()
+    return (sums["_sum"] / sums[BASELINE_ROWS]).rename(BASELINE_MEAN).reset_index()
+
+
+# --- metrics ----------------------------------------------------------------------
+
+
+def evaluate_predictions(
+    test_predictions: pd.DataFrame, baseline_predictions: pd.Series
+) -> dict[str, float]:
+    """Score the model and the naive baseline on the same test rows.
+
+    Args:
+        test_predictions: The output of ``predict_test_set``.
+        baseline_predictions: The output of ``predict_baseline`` for the same rows
+            (aligned by index).
+
+    Returns:
+        ``rmse``, ``mae``, ``r2`` of the model, the same three prefixed
+        ``baseline_``, ``rows`` and ``improvement_over_baseline`` (1 - rmse /
+        baseline_rmse: positive when the model beats the baseline; 0.0 when both
+        are perfect, -inf when only the baseline is). R2 is NaN on a single row.
+
+    Raises:
+        ConfigError: the test set is empty.
+        DataContractError: an actual, prediction or baseline value is missing.
+        ValueError: the baseline rows do not match the prediction rows.
+    """
+    _require_rows(test_predictions, "test set")
+    _require_columns(test_predictions, [ACTUAL, PREDICTED], "test predictions")
+    baseline = _align(baseline_predictions, test_predictions.index)
+    columns = {
+        ACTUAL: test_predictions[ACTUAL],
+        PREDICTED: test_predictions[PREDICTED],
+        BASELINE: baseline,
+    }
+    values = {}
+    for name, column in columns.items():
+        array = pd.to_numeric(column).to_numpy(dtype="float64", na_value=np.nan)
+        missing = int(np.isnan(array).sum())
+        if missing:
+            raise DataContractError(
+                f"{missing} of {len(array)} test rows have no '{name}' value; "
+                "metrics need every row.\nHint: check the target column of the "
+                f"test set (features.target in {DATA_CONF}) and the model output."
+            )
+        values[name] = array
+    actual = values[ACTUAL]
+    metrics = {
+        **_scores(actual, values[PREDICTED], prefix=""),
+        **_scores(actual, values[BASELINE], prefix="baseline_"),
+        "rows": float(len(actual)),
+    }
+    if metrics["baseline_rmse"] > 0:
+        improvement = 1.0 - metrics["rmse"] / metrics["baseline_rmse"]
+    else:
+        improvement = 0.0 if metrics["rmse"] == 0 else float("-inf")
+    metrics["improvement_over_baseline"] = float(improvement)
+    logger.info(
+        "Test RMSE %.4f (baseline %.4f), R2 %.4f over %d rows",
+        metrics["rmse"],
+        metrics["baseline_rmse"],
+        metrics["r2"],
+        len(actual),
+    )
+    return metrics
+
+
+def _scores(actual: np.ndarray, predicted: np.ndarray, prefix: str) -> dict[str, float]:
+    """RMSE, MAE and R2 of ``predicted`` against ``actual``, keys prefixed."""
+    r2 = r2_score(actual, predicted) if len(actual) > 1 else np.nan
+    return {
+        f"{prefix}rmse": float(root_mean_squared_error(actual, predicted)),
+        f"{prefix}mae": float(mean_absolute_error(actual, predicted)),
+        f"{prefix}r2": float(r2),
+    }
+
+
+def _align(series: pd.Series, index: pd.Index) -> pd.Series:
+    """``series`` in the row order of ``index``; ValueError if the rows differ."""
+    if series.index.equals(index):
+        return series
+    if (
+        len(series) == len(index)
+        and series.index.is_unique
+        and index.is_unique
+        and series.index.isin(index).all()
+    ):
+        return series.reindex(index)
+    raise ValueError(
+        f"The baseline predictions ({len(series)} rows) are not for the same rows as "
+        f"the test predictions ({len(index)} rows): their indexes differ.\nHint: "
+        "compute both from the same test_set without resetting either index."
+    )
+
+
+# --- plots ------------------------------------------------------------------------
+
+
+def plot_predicted_vs_actual(test_predictions: pd.DataFrame) -> Figure:
+    """Scatter of predicted against actual values, with the y = x line.
+
+    Args:
+        test_predictions: The output of ``predict_test_set``; not modified.
+
+    Returns:
+        A one-axes figure; at most 20,000 points (a seeded sample), RMSE and R2
+        over all rows in the title, equal axis limits.
+
+    Raises:
+        ConfigError: the test set is empty.
+    """
+    _require_rows(test_predictions, "test set")
+    _require_columns(test_predictions, [ACTUAL, PREDICTED], "test predictions")
+    actual = test_predictions[ACTUAL].to_numpy(dtype="float64")
+    predicted = test_predictions[PREDICTED].to_numpy(dtype="float64")
+    scores = _scores(actual, predicted, prefix="")
+    shown = np.arange(len(actual))
+    if len(shown) > MAX_SCATTER_POINTS:
+        rng = np.random.default_rng(PLOT_SEED)
+        shown = np.sort(rng.choice(shown, size=MAX_SCATTER_POINTS, replace=False))
+    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(
+        actual[shown],
+        predicted[shown],
+        s=6,
+        alpha=min(0.6, max(0.1, 1000 / len(shown))),
+        color="tab:blue",
+        edgecolors="none",
+        rasterized=True,
+        label=(
+            f"test rows ({len(shown):,} of {len(actual):,}, seeded sample)"
+            if len(shown) < len(actual)
+            else f"test rows (all {len(actual):,})"
+        ),
+    )
+    low = float(min(actual.min(), predicted.min()))
+    high = float(max(actual.max(), predicted.max()))
+    pad = 0.03 * (high - low) or 1.0
+    limits = (low - pad, high + pad)
+    ax.plot(limits, limits, color="black", linewidth=1, linestyle="--", label="y = x")
+    ax.set_xlim(limits)
+    ax.set_ylim(limits)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("Actual")
+    ax.set_ylabel("Predicted")
+    ax.set_title(
+        f"Predicted vs actual on the test set\nRMSE {scores['rmse']:.3f}, "
+        f"$R^2$ {scores['r2']:.3f}, {len(actual):,} rows"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", markerscale=3)
+    return fig
+
+
+def plot_residuals(
+    test_predictions: pd.DataFrame, features: Mapping[str, Any]
+) -> Figure:
+    """Residuals (predicted - actual) over time and by hour of day.
+
+    Args:
+        test_predictions: The output of ``predict_test_set``; not modified.
+        features: The ``features`` parameters (``time_column``).
+
+    Returns:
+        A two-axes figure: top, the mean residual per timestamp (per day when there
+        are more than 500 timestamps) with a +-1 std band; bottom, residual boxplots
+        per hour of day with the hourly mean.
+
+    Raises:
+        ConfigError: the test set is empty or has no time column.
+    """
+    _require_rows(test_predictions, "test set")
+    time_column = features["time_column"]
+    _require_columns(
+        test_predictions, [time_column, ACTUAL, PREDICTED], "test predictions"
+    )
+    timestamps = pd.to_datetime(test_predictions[time_column])
+    residual = (
+        test_predictions[PREDICTED].astype("float64")
+        - test_predictions[ACTUAL].astype("float64")
+    ).to_numpy()
+    frame = pd.DataFrame(
+        {
+            "time": timestamps.to_numpy(),
+            "hour": CALENDAR_FEATURES["hour"](timestamps).to_numpy(),
+            "residual": residual,
+        }
+    )
+    grain = f"{time_column} value"
+    if frame["time"].nunique() > MAX_TIME_POINTS:
+        frame["time"] = frame["time"].dt.floor("D")
+        grain = "day"
+    over_time = frame.groupby("time", sort=True)["residual"].agg(["mean", "std"])
+    spread = over_time["std"].fillna(0.0)
+
+    fig = Figure(figsize=(10.0, 8.0), dpi=DPI, layout="constrained")
+    top, bottom = fig.subplots(2, 1)
+    times = over_time.index.to_numpy()
+    top.fill_between(
+        times,
+        over_time["mean"] - spread,
+        over_time["mean"] + spread,
+        color="tab:blue",
+        alpha=0.2,
+        linewidth=0,
+        label=r"mean $\pm$ 1 std across rows",
+    )
+    top.plot(times, over_time["mean"], color="tab:blue", linewidth=1, label="mean")
+    top.axhline(0.0, color="black", linewidth=1, linestyle="--")
+    locator = mdates.AutoDateLocator()
+    top.xaxis.set_major_locator(locator)
+    top.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    top.set_xlabel(f"{time_column} (daily)" if grain == "day" else time_column)
+    top.set_ylabel("Residual (predicted - actual)")
+    top.set_title(f"Residual over time (mean per {grain})")
+    top.legend(loc="upper right")
+    top.grid(alpha=0.3)
+
+    hours = sorted(frame["hour"].unique())
+    groups = [frame.loc[frame["hour"] == hour, "residual"].to_numpy() for hour in hours]
+    bottom.boxplot(
+        groups,
+        positions=hours,
+        widths=0.6,
+        showfliers=False,
+        patch_artist=True,
+        boxprops={"facecolor": "tab:blue", "alpha": 0.35},
+        medianprops={"color": "tab:blue"},
+    )
+    bottom.plot(
+        hours,
+        [group.mean() for group in groups],
+        "o",
+        color="tab:red",
+        markersize=4,
+        label="mean",
+    )
+    bottom.axhline(0.0, color="black", linewidth=1, linestyle="--")
+    bottom.set_xticks(range(24))
+    bottom.set_xlim(-0.7, 23.7)
+    bottom.set_xlabel(f"Hour of day (from {time_column})")
+    bottom.set_ylabel("Residual (predicted - actual)")
+    bottom.set_title("Residual by hour of day (boxes: quartiles, whiskers: 1.5 IQR)")
+    bottom.legend(loc="upper right")
+    bottom.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def plot_feature_importance(
+    model: Pipeline,
+    test_set: pd.DataFrame,
+    features: Mapping[str, Any],
+    importance: Mapping[str, Any],
+) -> tuple[Figure, pd.DataFrame]:
+    """Permutation importance of the model's raw input columns on the test set.
+
+    The score is RMSE, so an importance is how much the RMSE grows when the column
+    is shuffled. The time column stands for every calendar feature derived from it:
+    shuffling it shuffles them together.
+
+    Args:
+        model: The fitted model.
+        test_set: Rows of the model input table; not modified.
+        features: The ``features`` parameters.
+        importance: ``max_rows`` (seeded row sample size), ``n_repeats`` and
+            ``seed``.
+
+    Returns:
+        A horizontal bar chart (most important on top, +-1 std error bars) and the
+        table ``feature``, ``importance_mean``, ``importance_std`` with one row per
+        raw input column, most important first.
+
+    Raises:
+        ConfigError: the test set is empty, the importance config is invalid, or a
+            configured column is missing.
+    """
+    _require_rows(test_set, "test set")
+    max_rows = _positive_int(importance, "max_rows")
+    n_repeats = _positive_int(importance, "n_repeats")
+    seed = int(importance.get("seed", 0))
+    target = features["target"]
+    _require_columns(test_set, [*input_columns(features), target], "test set")
+    sample = test_set
+    if len(sample) > max_rows:
+        sample = sample.sample(n=max_rows, random_state=seed)
+    result = permutation_importance(
+        model,
+        model_inputs(sample, features),
+        sample[target].to_numpy(dtype="float64"),
+        scoring="neg_root_mean_squared_error",
+        n_repeats=n_repeats,
+        random_state=seed,
+    )
+    table = (
+        pd.DataFrame(
+            {
+                "feature": input_columns(features),
+                "importance_mean": result.importances_mean.astype("float64"),
+                "importance_std": result.importances_std.astype("float64"),
+            }
+        )
+        .sort_values("importance_mean", ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )
+    time_column = features["time_column"]
+    labels = [
+        f"{name} (calendar)"
+        if name == time_column and features.get("calendar")
+        else name
+        for name in table["feature"]
+    ]
+    fig = Figure(
+        figsize=(8.0, max(3.5, 1.5 + 0.4 * len(table))), dpi=DPI, layout="constrained"
+    )
+    ax = fig.add_subplot()
+    positions = np.arange(len(table))[::-1]  # most important on top
+    ax.barh(
+        positions,
+        table["importance_mean"],
+        xerr=table["importance_std"],
+        color="tab:blue",
+        alpha=0.8,
+        error_kw={"ecolor": "black", "capsize": 3, "linewidth": 1},
+    )
+    ax.set_yticks(positions, labels)
+    ax.axvline(0.0, color="black", linewidth=1)
+    ax.set_xlabel("Increase in RMSE when the column is shuffled")
+    ax.set_title(
+        f"Permutation importance on the test set\n({len(sample):,} rows, "
+        f"{n_repeats} repeats; '{time_column}' covers all calendar features)"
+    )
+    ax.grid(alpha=0.3, axis="x")
+    return fig, table
+
+
+def _positive_int(importance: Mapping[str, Any], key: str) -> int:
+    """``importance[key]`` as an int >= 1, else a ConfigError."""
+    value = importance.get(key)
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"importance.{key} is {value!r}; expected a positive integer.\n"
+            f"Hint: fix {EVALUATION_CONF}."
+        ) from err
+    if number < 1:
+        raise ConfigError(
+            f"importance.{key} is {value!r}; expected a positive integer.\n"
+            f"Hint: fix {EVALUATION_CONF}."
+        )
+    return number
+
+
+# --- shared checks ----------------------------------------------------------------
+
+
+def _identity_columns(features: Mapping[str, Any]) -> list[str]:
+    """Key columns, plus the time column when it is not a key (plots need it)."""
+    return list(dict.fromkeys([*features["key_columns"], features["time_column"]]))
+
+
+def _require_rows(frame: pd.DataFrame, what: str) -> None:
+    """Raise ConfigError when ``frame`` (the train or test set) has no rows."""
+    if frame.empty:
+        raise ConfigError(
+            f"The {what} is empty (0 rows), so there is nothing to evaluate.\nHint: "
+            f"widen the split window in {TRAINING_CONF} (or the source window in "
+            f"{DATA_CONF}) so the {what} gets rows."
+        )
+
+
+def _require_columns(
+    frame: pd.DataFrame, names: Sequence[str], what: str, hint: str | None = None
+) -> None:
+    """Raise ConfigError naming the columns of ``names`` missing from ``frame``."""
+    missing = [name for name in dict.fromkeys(names) if name not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"Column(s) {missing} are not in the {what} (columns: "
+            f"{list(frame.columns)}).\nHint: "
+            f"{hint or f'fix features in {DATA_CONF}'}."
+        )

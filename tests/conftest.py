@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -127,3 +128,21 @@ def project(simulated_project, tmp_path) -> Path:
     copy = copy_project(tmp_path / "project")
     shutil.copytree(simulated_project / "data" / "source", copy / "data" / "source")
     return copy
+
+
+@pytest.fixture(scope="session")
+def model_input_table(data_processing_params) -> pd.DataFrame:
+    """Three weeks of simulated source (6 stations) as a model input table."""
+    from modelops.pipelines.data_processing.nodes import build_model_input  # noqa: PLC0415
+    from modelops.simulator import simulate_days  # noqa: PLC0415
+
+    days = simulate_days(dt.date(2025, 3, 1), 21, seed=3, n_stations=6)
+    source = pd.concat([frame for _, frame in days], ignore_index=True)
+    return build_model_input(source, data_processing_params["features"])
+
+
+@pytest.fixture(scope="session")
+def training_params() -> dict[str, Any]:
+    """The base parameters_training.yml."""
+    path = PROJECT_ROOT / "conf" / "base" / "parameters_training.yml"
+    return yaml.safe_load(path.read_text())

@@ -144,7 +144,7 @@ class MlflowJsonDataset(_ActiveRunDataset):
 class IncumbentModelDataset(AbstractDataset[None, dict[str, Any] | None]):
     """The model the candidate must beat: the first alias in ``aliases`` that exists.
 
-    Loads ``{"alias", "version", "run_id", "model"}`` or None when no alias is set
+    Loads ``{"alias", "version", "run_id", "tags", "model"}`` or None when no alias is set
     (nothing promoted yet). Read-only.
     """
 
@@ -169,6 +169,7 @@ class IncumbentModelDataset(AbstractDataset[None, dict[str, Any] | None]):
                 "alias": alias,
                 "version": int(version.version),
                 "run_id": version.run_id,
+                "tags": dict(version.tags),
                 "model": model,
             }
         return None
@@ -183,7 +184,8 @@ class IncumbentModelDataset(AbstractDataset[None, dict[str, Any] | None]):
 class RegisteredModelDataset(_ActiveRunDataset):
     """Log an approved model to the active run, register it and set the env's alias.
 
-    ``save`` takes ``{"model", "input_example", "tags", "reason"}``: the signature is
+    ``save`` takes ``{"model", "input_example", "tags", "reason"}`` (``model`` None:
+    nothing to register, the candidate is the incumbent retrained): the signature is
     inferred from the small input example (never the whole training set), pip
     requirements are given explicitly (no inference subprocess), and the project's
     package travels with the model as ``code_paths`` so it loads anywhere.
@@ -205,6 +207,10 @@ class RegisteredModelDataset(_ActiveRunDataset):
 
     def _save(self, data: dict[str, Any]) -> None:
         run_id = self._active_run_id()
+        if data.get("model") is None:  # the gate found nothing new to register
+            mlflow.set_tags({"modelops.registered_version": "none"})
+            self._data = {"model_name": self._model_name, "version": None}
+            return
         example = data["input_example"]
         signature = mlflow.models.infer_signature(
             example, data["model"].predict(example)

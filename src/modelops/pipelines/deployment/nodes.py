@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,11 +24,15 @@ GATE_METRICS: dict[str, tuple[Callable[[Any, Any], float], bool]] = {
 }
 INPUT_EXAMPLE_ROWS = 1000
 
+logger = logging.getLogger(__name__)
+
 
 def decide_deployment(
     metrics: Mapping[str, float],
     incumbent: Mapping[str, Any] | None,
     test_set: pd.DataFrame,
+    split_manifest: Mapping[str, Any],
+    model_config: Mapping[str, Any],
     features: Mapping[str, Any],
     gate: Mapping[str, Any],
 ) -> dict[str, Any]:
@@ -36,12 +41,16 @@ def decide_deployment(
     The candidate must always beat the business threshold. When a model has been
     promoted (an incumbent alias exists), it must also beat that model **evaluated
     now on the same test set** by at least ``min_improvement`` (relative) — never
-    its old logged metric.
+    its old logged metric. A candidate trained on the incumbent's train set with the
+    incumbent's config that scores exactly the same is the incumbent retrained:
+    ``unchanged``, nothing to register, and not a failure.
 
     Args:
         metrics: The candidate's metrics on the test set.
-        incumbent: ``{"alias", "version", "run_id", "model"}`` or None.
+        incumbent: ``{"alias", "version", "run_id", "tags", "model"}`` or None.
         test_set: The current test set; not modified.
+        split_manifest: The split's manifest (train/test sha256).
+        model_config: The ``model`` parameters the candidate was trained with.
         features: The ``features`` parameters.
         gate: ``metric``, ``business_threshold``, ``min_improvement``.
 
@@ -96,22 +105,53 @@ def decide_deployment(
             f"{'below' if lower_is_better else 'above'} {required:.4f} with a margin "
             f"of {margin:.1%}) and the business threshold {threshold:g}"
         )
-    verdict = "approved" if approved else "rejected"
+    unchanged = incumbent is not None and _is_retrained_incumbent(
+        incumbent, candidate, decision["incumbent_value"], split_manifest, model_config
+    )
+    verdict = "unchanged" if unchanged else "approved" if approved else "rejected"
     decision["approved"] = bool(approved)
+    decision["unchanged"] = bool(unchanged)
+    decision["outcome"] = verdict
     decision["reason"] = (
         f"Deployment gate {verdict}: candidate {metric} {candidate:.4f} compared "
         f"with {comparison}."
     )
+    if unchanged:
+        decision["reason"] += (
+            f" The candidate is {incumbent['alias']} version {incumbent['version']} "
+            f"retrained on the same data with the same config: nothing to register."
+        )
+    logger.info(decision["reason"])
     return decision
+
+
+def _is_retrained_incumbent(
+    incumbent: Mapping[str, Any],
+    candidate: float,
+    incumbent_value: float,
+    split_manifest: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+) -> bool:
+    """Same train set, same config, same score: the incumbent, trained again."""
+    tags = incumbent.get("tags") or {}
+    return (
+        tags.get("modelops.train_sha256") == split_manifest["train_sha256"]
+        and tags.get("modelops.model_config")
+        == json.dumps(dict(model_config), sort_keys=True)
+        and candidate == incumbent_value
+    )
 
 
 def enforce_deployment_gate(decision: Mapping[str, Any]) -> dict[str, Any]:
     """Pass an approved decision on; stop the run on a rejected one.
 
+    An ``unchanged`` decision passes on too: there is nothing to register, and a
+    re-run on the same data is not a failure.
+
     Raises:
         DeploymentRejected: with a paragraph a scheduler log can show.
     """
-    if not decision["approved"]:
+    if not decision["approved"] and not decision.get("unchanged"):
         raise DeploymentRejected(
             f"{decision['reason']} Nothing was registered and no alias moved. Hint: "
             f"improve the model (conf/base/parameters_training.yml) or, if the bar is "
@@ -133,8 +173,16 @@ def prepare_registration(
     """Bundle an approved model with its input example and lineage tags.
 
     Returns:
-        ``{"model", "input_example", "tags", "reason"}`` for the registry dataset.
+        ``{"model", "input_example", "tags", "reason"}`` for the registry dataset;
+        ``model`` is None when the decision is ``unchanged``.
     """
+    if decision.get("unchanged"):
+        return {
+            "model": None,
+            "input_example": None,
+            "tags": {},
+            "reason": decision["reason"],
+        }
     rows = min(len(train_set), INPUT_EXAMPLE_ROWS)
     picked = np.random.default_rng(0).choice(len(train_set), size=rows, replace=False)
     example = model_inputs(train_set.iloc[np.sort(picked)], features)

@@ -21,6 +21,8 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                     "evaluation_metrics",
                     "incumbent_model",
                     "test_set",
+                    "split_manifest",
+                    "params:model",
                     "params:features",
                     "params:gate",
                 ],

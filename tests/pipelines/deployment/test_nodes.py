@@ -1,0 +1,216 @@
+"""Unit tests of the deployment gate: the candidate must beat the bar on the same data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelops.errors import ConfigError, DeploymentRejected
+from modelops.pipelines.deployment.nodes import (
+    decide_deployment,
+    enforce_deployment_gate,
+    prepare_registration,
+)
+from modelops.pipelines.training.nodes import train_model
+
+GATE = {"metric": "rmse", "business_threshold": 10.0, "min_improvement": 0.05}
+MODEL = {
+    "class": "sklearn.ensemble.HistGradientBoostingRegressor",
+    "kwargs": {"max_iter": 15},
+    "seed": 0,
+}
+SPLIT = {"train_sha256": "a" * 64, "test_sha256": "b" * 64}
+
+
+class ConstantModel:
+    """An incumbent that predicts one value: its RMSE on a test set is easy to know."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.full(len(frame), self.value)
+
+
+@pytest.fixture
+def features(data_processing_params):
+    return data_processing_params["features"]
+
+
+@pytest.fixture
+def test_set(model_input_table):
+    return model_input_table.tail(500).reset_index(drop=True)
+
+
+def _incumbent(value, test_set, **tags):
+    return {
+        "alias": "champion",
+        "version": 3,
+        "run_id": "r1",
+        "tags": tags,
+        "model": ConstantModel(value),
+    }
+
+
+def test_first_model_must_beat_the_business_threshold(test_set, features):
+    ok = decide_deployment({"rmse": 4.0}, None, test_set, SPLIT, MODEL, features, GATE)
+    assert ok["approved"] and ok["outcome"] == "approved"
+    assert "business threshold 10" in ok["reason"]
+    bad = decide_deployment(
+        {"rmse": 12.0}, None, test_set, SPLIT, MODEL, features, GATE
+    )
+    assert not bad["approved"] and bad["outcome"] == "rejected"
+
+
+def test_incumbent_is_scored_now_on_the_same_test_set(test_set, features):
+    mean = float(test_set["rentals"].mean())
+    incumbent_rmse = float(np.sqrt(((test_set["rentals"] - mean) ** 2).mean()))
+    incumbent = _incumbent(mean, test_set)
+    better = decide_deployment(
+        {"rmse": incumbent_rmse * 0.9},
+        incumbent,
+        test_set,
+        SPLIT,
+        MODEL,
+        features,
+        GATE,
+    )
+    assert better["approved"]
+    assert better["incumbent_value"] == pytest.approx(incumbent_rmse)
+    assert better["incumbent_version"] == 3
+    within_margin = decide_deployment(
+        {"rmse": incumbent_rmse * 0.97},
+        incumbent,
+        test_set,
+        SPLIT,
+        MODEL,
+        features,
+        GATE,
+    )
+    assert not within_margin["approved"]  # better, but not by the 5 % margin
+    assert f"on the same {len(test_set)} test rows" in within_margin["reason"]
+
+
+def test_a_better_incumbent_still_needs_the_threshold(test_set, features):
+    incumbent = _incumbent(1e6, test_set)  # terrible incumbent
+    decision = decide_deployment(
+        {"rmse": 11.0}, incumbent, test_set, SPLIT, MODEL, features, GATE
+    )
+    assert not decision["approved"]
+
+
+def test_higher_is_better_metrics(test_set, features):
+    gate = {"metric": "r2", "business_threshold": 0.5, "min_improvement": 0.0}
+    assert decide_deployment({"r2": 0.8}, None, test_set, SPLIT, MODEL, features, gate)[
+        "approved"
+    ]
+    assert not decide_deployment(
+        {"r2": 0.2}, None, test_set, SPLIT, MODEL, features, gate
+    )["approved"]
+
+
+def test_retrained_incumbent_is_unchanged_not_rejected(
+    model_input_table, test_set, features
+):
+    model = train_model(model_input_table, features, MODEL)
+    from modelops.modeling import model_inputs  # noqa: PLC0415
+
+    rmse = float(
+        np.sqrt(
+            (
+                (model.predict(model_inputs(test_set, features)) - test_set["rentals"])
+                ** 2
+            ).mean()
+        )
+    )
+    tags = {
+        "modelops.train_sha256": SPLIT["train_sha256"],
+        "modelops.model_config": json.dumps(MODEL, sort_keys=True),
+    }
+    incumbent = {
+        "alias": "dev",
+        "version": 1,
+        "run_id": "r",
+        "tags": tags,
+        "model": model,
+    }
+    decision = decide_deployment(
+        {"rmse": rmse}, incumbent, test_set, SPLIT, MODEL, features, GATE
+    )
+    assert decision["unchanged"] and decision["outcome"] == "unchanged"
+    assert enforce_deployment_gate(decision) == decision
+    other_data = {**SPLIT, "train_sha256": "c" * 64}
+    changed = decide_deployment(
+        {"rmse": rmse}, incumbent, test_set, other_data, MODEL, features, GATE
+    )
+    assert not changed["unchanged"] and changed["outcome"] == "rejected"
+
+
+def test_rejection_is_one_paragraph_for_the_scheduler_log(test_set, features):
+    decision = decide_deployment(
+        {"rmse": 12.5}, None, test_set, SPLIT, MODEL, features, GATE
+    )
+    with pytest.raises(DeploymentRejected) as info:
+        enforce_deployment_gate(decision)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "candidate rmse 12.5000" in message
+    assert "business threshold 10" in message
+    assert "Nothing was registered and no alias moved" in message
+
+
+def test_unknown_gate_metric(test_set, features):
+    with pytest.raises(ConfigError, match=r"gate\.metric is 'auc'"):
+        decide_deployment(
+            {"auc": 1},
+            None,
+            test_set,
+            SPLIT,
+            MODEL,
+            features,
+            {**GATE, "metric": "auc"},
+        )
+
+
+def test_registration_bundle_carries_lineage_and_a_small_example(
+    model_input_table, features
+):
+    model = train_model(model_input_table, features, MODEL)
+    decision = {"approved": True, "reason": "ok"}
+    source = {
+        "first_partition": "2025-03-01",
+        "last_partition": "2025-03-21",
+        "partition_count": 21,
+        "rows": 3024,
+    }
+    split = {**SPLIT, "strategy": "time", "cutoff": "2025-03-15T00:00:00"}
+    bundle = prepare_registration(
+        model,
+        model_input_table,
+        decision,
+        split,
+        source,
+        {"rmse": 3.2},
+        MODEL,
+        features,
+    )
+    assert len(bundle["input_example"]) == 1000
+    assert "rentals" not in bundle["input_example"].columns
+    assert bundle["tags"]["train_sha256"] == "a" * 64
+    assert bundle["tags"]["source_last_partition"] == "2025-03-21"
+    assert json.loads(bundle["tags"]["model_config"]) == MODEL
+    assert bundle["tags"]["metric.rmse"] == "3.2"
+    unchanged = prepare_registration(
+        model,
+        model_input_table,
+        {"unchanged": True, "reason": "same"},
+        split,
+        source,
+        {},
+        MODEL,
+        features,
+    )
+    assert unchanged["model"] is None

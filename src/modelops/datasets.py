@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -212,9 +213,15 @@ class RegisteredModelDataset(_ActiveRunDataset):
             self._data = {"model_name": self._model_name, "version": None}
             return
         example = data["input_example"]
-        signature = mlflow.models.infer_signature(
-            example, data["model"].predict(example)
-        )
+        with warnings.catch_warnings():
+            # MLflow warns that int columns cannot hold missing values; the data
+            # contract, not the signature, is what rejects nulls here.
+            warnings.filterwarnings(
+                "ignore", message=".*[Ii]nteger column", category=UserWarning
+            )
+            signature = mlflow.models.infer_signature(
+                example, data["model"].predict(example)
+            )
         info = mlflow.sklearn.log_model(
             data["model"],
             name=self._artifact_name,

@@ -408,7 +408,9 @@ def plot_predicted_vs_actual(test_predictions: pd.DataFrame) -> Figure:
         f"$R^2$ {scores['r2']:.3f}, {len(actual):,} rows"
     )
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", markerscale=3)
+    legend = ax.legend(loc="upper left", markerscale=3)
+    for handle in legend.legend_handles:
+        handle.set_alpha(1.0)  # the points are faint; their legend marker need not be
     return fig
 
 

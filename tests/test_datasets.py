@@ -1,0 +1,128 @@
+"""Tests of the catalog datasets against a real MLflow SQLite store in a temp dir."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DatasetError
+from mlflow.tracking import MlflowClient
+
+from modelops.datasets import (
+    ContentAddressedParquetDataset,
+    IncumbentModelDataset,
+    MlflowJsonDataset,
+    MlflowMetricsDataset,
+    RegisteredModelDataset,
+)
+from modelops.lineage import content_hash
+from modelops.modeling import model_inputs
+from modelops.pipelines.training.nodes import train_model
+
+MODEL = {"class": "sklearn.linear_model.Ridge", "kwargs": {}, "seed": 0}
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch):
+    """A fresh MLflow store for one test."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("test")
+    yield MlflowClient(uri)
+    if mlflow.active_run():
+        mlflow.end_run()
+
+
+def test_content_addressed_dataset_stores_same_data_once(tmp_path):
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    dataset = ContentAddressedParquetDataset(str(tmp_path / "sets"))
+    dataset.save(frame)
+    dataset.save(frame.copy())
+    files = sorted((tmp_path / "sets").glob("*.parquet"))
+    assert [f.stem for f in files] == [content_hash(frame)]
+    fresh = ContentAddressedParquetDataset(str(tmp_path / "sets"))
+    pd.testing.assert_frame_equal(fresh.load(), frame)
+    dataset.save(frame.head(2))
+    assert len(list((tmp_path / "sets").glob("*.parquet"))) == 2
+    assert len(ContentAddressedParquetDataset(str(tmp_path / "sets")).load()) == 2
+
+
+def test_content_addressed_dataset_says_when_empty(tmp_path):
+    with pytest.raises(DatasetError, match="Nothing saved yet"):
+        ContentAddressedParquetDataset(str(tmp_path / "none")).load()
+
+
+def test_run_datasets_need_an_active_run(tracking):
+    with pytest.raises(DatasetError, match="No active MLflow run"):
+        MlflowMetricsDataset().save({"rmse": 1.0})
+
+
+def test_metrics_and_json_land_on_the_run(tracking):
+    with mlflow.start_run() as run:
+        MlflowMetricsDataset(prefix="test_").save({"rmse": 1.5})
+        decision = {"approved": False, "reason": "worse", "values": [1, 2]}
+        dataset = MlflowJsonDataset("deployment/decision.json", tag_prefix="gate.")
+        dataset.save(decision)
+        assert dataset.load() == decision
+    stored = tracking.get_run(run.info.run_id)
+    assert stored.data.metrics["test_rmse"] == 1.5
+    assert stored.data.tags["gate.approved"] == "False"
+    assert "gate.values" not in stored.data.tags  # only scalars become tags
+
+
+def _bundle(model_input_table, features):
+    model = train_model(model_input_table, features, MODEL)
+    example = model_inputs(model_input_table.head(100), features)
+    return {
+        "model": model,
+        "input_example": example,
+        "tags": {"train_sha256": "abc"},
+        "reason": "ok",
+    }
+
+
+def test_registered_model_lands_with_tags_and_alias(
+    tracking, model_input_table, data_processing_params
+):
+    features = data_processing_params["features"]
+    bundle = _bundle(model_input_table, features)
+    with mlflow.start_run() as run:
+        mlflow.set_tag("modelops.git_commit", "deadbeef")
+        RegisteredModelDataset("demand", alias="dev", env="dev").save(bundle)
+    version = tracking.get_model_version_by_alias("demand", "dev")
+    assert int(version.version) == 1
+    assert version.tags["modelops.train_sha256"] == "abc"
+    assert version.tags["modelops.git_commit"] == "deadbeef"
+    assert version.tags["modelops.run_id"] == run.info.run_id
+    incumbent = IncumbentModelDataset("demand", ["champion", "dev"]).load()
+    assert incumbent["alias"] == "dev" and incumbent["version"] == 1
+    raw = model_inputs(model_input_table.head(20), features)
+    np.testing.assert_allclose(
+        incumbent["model"].predict(raw), bundle["model"].predict(raw)
+    )
+    assert IncumbentModelDataset("demand", ["champion"]).load() is None
+    assert IncumbentModelDataset("other", ["champion"]).load() is None
+
+
+def test_failed_alias_leaves_no_version_behind(
+    tracking, model_input_table, data_processing_params
+):
+    bundle = _bundle(model_input_table, data_processing_params["features"])
+    with mlflow.start_run(), pytest.raises(Exception, match="alias"):
+        # MLflow reserves aliases like v1: setting it fails after registration.
+        RegisteredModelDataset("demand", alias="v1", env="dev").save(bundle)
+    assert tracking.search_model_versions("name='demand'") == []
+
+
+def test_unchanged_bundle_registers_nothing(tracking):
+    with mlflow.start_run() as run:
+        RegisteredModelDataset("demand", alias="dev", env="dev").save(
+            {"model": None, "input_example": None, "tags": {}, "reason": "same"}
+        )
+    assert tracking.search_model_versions("name='demand'") == []
+    assert (
+        tracking.get_run(run.info.run_id).data.tags["modelops.registered_version"]
+        == "none"
+    )

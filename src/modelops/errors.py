@@ -21,3 +21,7 @@ class SourceWindowError(ModelopsError):
 
 class DeploymentRejected(ModelopsError):
     """The deployment gate refused the candidate model: nothing is registered."""
+
+
+class AccessPolicyError(ModelopsError):
+    """A run tried to read, write or move an alias outside its env's access policy."""

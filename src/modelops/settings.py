@@ -19,6 +19,7 @@ CONFIG_LOADER_ARGS = {
     "custom_resolvers": {"tracking_uri": tracking_uri},
     "config_patterns": {
         "globals": ["globals*", "globals*/**"],
+        "access": ["access*", "access*/**"],
         "mlflow": ["mlflow*", "mlflow*/**"],
     },
 }

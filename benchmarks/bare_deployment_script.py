@@ -23,22 +23,22 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import mlflow  # noqa: E402 - after choosing the matplotlib backend
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from mlflow.models import infer_signature  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from sklearn.compose import ColumnTransformer  # noqa: E402
-from sklearn.ensemble import HistGradientBoostingRegressor  # noqa: E402
-from sklearn.inspection import permutation_importance  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
+import mlflow
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import (
     mean_absolute_error,
     r2_score,
     root_mean_squared_error,
 )
-from sklearn.pipeline import Pipeline  # noqa: E402
-from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder  # noqa: E402
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
 TIME = "timestamp"
 KEYS = [TIME, "station_id"]
@@ -171,7 +171,12 @@ def plot_predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray) -> Figur
     fig = Figure(figsize=(8.0, 6.0), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.scatter(
-        actual[shown], predicted[shown], s=6, alpha=0.1, edgecolors="none", rasterized=True
+        actual[shown],
+        predicted[shown],
+        s=6,
+        alpha=0.1,
+        edgecolors="none",
+        rasterized=True,
     )
     low = float(min(actual.min(), predicted.min()))
     high = float(max(actual.max(), predicted.max()))
@@ -242,6 +247,8 @@ def main() -> None:
     is_test = (data[TIME] >= cutoff).to_numpy()
     train = data.loc[~is_test].reset_index(drop=True)
     test = data.loc[is_test].reset_index(drop=True)
+    if train.empty:
+        raise SystemExit(f"no training rows: the source spans <= {TEST_DAYS} days")
 
     model = build_model().fit(train[INPUTS], train[TARGET])
     actual = test[TARGET].to_numpy(dtype="float64")
@@ -251,9 +258,9 @@ def main() -> None:
         **scores(actual, baseline(train, test), prefix="baseline_"),
         "rows": float(len(test)),
     }
-    metrics["improvement_over_baseline"] = 1.0 - metrics["rmse"] / metrics[
-        "baseline_rmse"
-    ]
+    metrics["improvement_over_baseline"] = (
+        1.0 - metrics["rmse"] / metrics["baseline_rmse"]
+    )
     predictions = test[KEYS].assign(actual=actual, predicted=predicted)
     predictions.to_parquet(out / "test_predictions.parquet", index=False)
 

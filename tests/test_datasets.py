@@ -23,6 +23,21 @@ from modelops.pipelines.training.nodes import train_model
 MODEL = {"class": "sklearn.linear_model.Ridge", "kwargs": {}, "seed": 0}
 
 
+class AllowAll:
+    """An access policy that lets the test env set any alias."""
+
+    env = "dev"
+
+    def check_alias(self, alias: str) -> None:
+        """Allow everything."""
+
+
+def _registered(alias: str) -> RegisteredModelDataset:
+    dataset = RegisteredModelDataset("demand", alias=alias)
+    dataset.bind_access_policy(AllowAll())
+    return dataset
+
+
 @pytest.fixture
 def tracking(tmp_path, monkeypatch):
     """A fresh MLflow store for one test."""
@@ -90,7 +105,7 @@ def test_registered_model_lands_with_tags_and_alias(
     bundle = _bundle(model_input_table, features)
     with mlflow.start_run() as run:
         mlflow.set_tag("modelops.git_commit", "deadbeef")
-        RegisteredModelDataset("demand", alias="dev", env="dev").save(bundle)
+        _registered("dev").save(bundle)
     version = tracking.get_model_version_by_alias("demand", "dev")
     assert int(version.version) == 1
     assert version.tags["modelops.train_sha256"] == "abc"
@@ -112,13 +127,13 @@ def test_failed_alias_leaves_no_version_behind(
     bundle = _bundle(model_input_table, data_processing_params["features"])
     with mlflow.start_run(), pytest.raises(Exception, match="alias"):
         # MLflow reserves aliases like v1: setting it fails after registration.
-        RegisteredModelDataset("demand", alias="v1", env="dev").save(bundle)
+        _registered("v1").save(bundle)
     assert tracking.search_model_versions("name='demand'") == []
 
 
 def test_unchanged_bundle_registers_nothing(tracking):
     with mlflow.start_run() as run:
-        RegisteredModelDataset("demand", alias="dev", env="dev").save(
+        _registered("dev").save(
             {"model": None, "input_example": None, "tags": {}, "reason": "same"}
         )
     assert tracking.search_model_versions("name='demand'") == []
@@ -126,3 +141,11 @@ def test_unchanged_bundle_registers_nothing(tracking):
         tracking.get_run(run.info.run_id).data.tags["modelops.registered_version"]
         == "none"
     )
+
+
+def test_alias_moves_need_a_bound_policy(
+    tracking, model_input_table, data_processing_params
+):
+    bundle = _bundle(model_input_table, data_processing_params["features"])
+    with mlflow.start_run(), pytest.raises(DatasetError, match="no access policy"):
+        RegisteredModelDataset("demand", alias="dev").save(bundle)

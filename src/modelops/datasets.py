@@ -76,7 +76,21 @@ class _ActiveRunDataset(AbstractDataset[Any, Any]):
 
     def __init__(self, metadata: dict[str, Any] | None = None) -> None:
         self._data: Any = None
+        self._access_policy: registry.AliasPolicy | None = None
         self.metadata = metadata
+
+    def bind_access_policy(self, policy: registry.AliasPolicy) -> None:
+        """Receive the env's access policy (from the access hook) for alias moves."""
+        self._access_policy = policy
+
+    def _policy(self) -> registry.AliasPolicy:
+        if self._access_policy is None:
+            raise DatasetError(
+                f"{type(self).__name__} has no access policy to check alias moves "
+                f"against.\nHint: keep modelops.access.AccessPolicyHooks in HOOKS "
+                f"(src/modelops/settings.py)."
+            )
+        return self._access_policy
 
     @staticmethod
     def _active_run_id() -> str:
@@ -196,14 +210,12 @@ class RegisteredModelDataset(_ActiveRunDataset):
         self,
         model_name: str,
         alias: str,
-        env: str,
         artifact_name: str = "model",
         metadata: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(metadata)
         self._model_name = model_name
         self._alias = alias
-        self._env = env
         self._artifact_name = artifact_name
 
     def _save(self, data: dict[str, Any]) -> None:
@@ -239,7 +251,7 @@ class RegisteredModelDataset(_ActiveRunDataset):
         }
         try:
             version = registry.register_version(
-                client, self._model_name, info.model_uri, run_id, tags
+                self._model_name, info.model_uri, run_id, tags
             )
         except MlflowException as err:
             raise DatasetError(
@@ -251,7 +263,7 @@ class RegisteredModelDataset(_ActiveRunDataset):
                 self._model_name,
                 self._alias,
                 version,
-                env=self._env,
+                policy=self._policy(),
                 run_id=run_id,
                 reason=data["reason"],
             )
@@ -263,3 +275,40 @@ class RegisteredModelDataset(_ActiveRunDataset):
             {"modelops.registered_version": version, "modelops.alias": self._alias}
         )
         self._data = {"model_name": self._model_name, "version": version}
+
+
+class AliasDataset(_ActiveRunDataset):
+    """Move the env's alias to an already registered version (promotion).
+
+    ``save`` takes ``{"version", "reason"}``; a None version moves nothing.
+    """
+
+    def __init__(
+        self, model_name: str, alias: str, metadata: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(metadata)
+        self._model_name = model_name
+        self._alias = alias
+
+    def _save(self, data: dict[str, Any]) -> None:
+        run_id = self._active_run_id()
+        if data.get("version") is None:
+            mlflow.set_tags({"modelops.promoted_version": "none"})
+            self._data = dict(data)
+            return
+        registry.set_alias(
+            MlflowClient(),
+            self._model_name,
+            self._alias,
+            str(data["version"]),
+            policy=self._policy(),
+            run_id=run_id,
+            reason=data["reason"],
+        )
+        mlflow.set_tags(
+            {
+                "modelops.promoted_version": str(data["version"]),
+                "modelops.alias": self._alias,
+            }
+        )
+        self._data = dict(data)

@@ -1,19 +1,54 @@
-"""The MLflow Model Registry: registering versions and moving aliases, in one place."""
+"""The MLflow Model Registry: versions, policy-checked alias moves, their history, rollback."""
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.metadata
+import json
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from modelops.errors import ModelopsError
+
 logger = logging.getLogger(__name__)
 
 SERVING_REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle")
+HISTORY_TAG_PREFIX = "modelops.alias_history."
+
+
+class RegistryError(ModelopsError):
+    """A registry action cannot be done as asked (unknown version, nothing to roll back)."""
+
+
+class AliasPolicy(Protocol):
+    """What alias moves need from an env's access policy."""
+
+    env: str
+
+    def check_alias(self, alias: str) -> None:
+        """Raise if the env may not set ``alias``."""
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One alias change, as recorded in the append-only history."""
+
+    seq: int
+    alias: str
+    from_version: str | None
+    to_version: str
+    at: str
+    env: str
+    run_id: str | None
+    kind: str
+    reason: str
 
 
 def package_dir() -> Path:
@@ -41,19 +76,30 @@ def alias_version(
 
 
 def register_version(
-    client: MlflowClient,
-    model_name: str,
-    model_uri: str,
-    run_id: str,
-    tags: dict[str, str],
+    model_name: str, model_uri: str, run_id: str, tags: dict[str, str]
 ) -> str:
     """Register a logged model as a new version of ``model_name`` with lineage tags."""
-    del client  # mlflow.register_model uses the configured registry
     version = mlflow.register_model(model_uri, model_name, tags=tags)
     logger.info(
         "Registered %s version %s from run %s", model_name, version.version, run_id
     )
     return str(version.version)
+
+
+def alias_history(client: MlflowClient, model_name: str) -> list[AliasMove]:
+    """Every recorded alias move of a registered model, oldest first."""
+    try:
+        tags = client.get_registered_model(model_name).tags
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise
+    moves = [
+        AliasMove(**json.loads(value))
+        for key, value in tags.items()
+        if key.startswith(HISTORY_TAG_PREFIX)
+    ]
+    return sorted(moves, key=lambda move: move.seq)
 
 
 def set_alias(  # noqa: PLR0913
@@ -62,24 +108,162 @@ def set_alias(  # noqa: PLR0913
     alias: str,
     version: str,
     *,
-    env: str,
+    policy: AliasPolicy,
     run_id: str | None,
     reason: str,
-) -> None:
+    kind: str = "promotion",
+) -> AliasMove:
     """Point ``alias`` at ``version``: the one function through which aliases move.
 
-    Records who moved it and why on the version's tags, so the registry shows it.
+    Checks the env's access policy first, then moves the alias and appends the move
+    to the registered model's history (MLflow keeps none). If recording fails the
+    alias is put back, so the registry never shows an unrecorded move.
+
+    Raises:
+        AccessPolicyError: the env may not set this alias.
     """
+    policy.check_alias(alias)
     previous = alias_version(client, model_name, alias)
-    client.set_registered_model_alias(model_name, alias, version)
-    client.set_model_version_tag(model_name, version, f"modelops.alias.{alias}", reason)
+    from_version = str(previous.version) if previous else None
+    client.set_registered_model_alias(model_name, alias, str(version))
+    move = AliasMove(
+        seq=len(alias_history(client, model_name)) + 1,
+        alias=alias,
+        from_version=from_version,
+        to_version=str(version),
+        at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        env=policy.env,
+        run_id=run_id,
+        kind=kind,
+        reason=reason,
+    )
+    try:
+        client.set_registered_model_tag(
+            model_name, f"{HISTORY_TAG_PREFIX}{move.seq:06d}", json.dumps(asdict(move))
+        )
+    except Exception:
+        if from_version is None:
+            client.delete_registered_model_alias(model_name, alias)
+        else:
+            client.set_registered_model_alias(model_name, alias, from_version)
+        raise
     logger.info(
-        "Alias %s@%s: %s -> %s (env %s, run %s): %s",
+        "Alias %s@%s: %s -> %s (%s by env %s): %s",
         model_name,
         alias,
-        previous.version if previous else None,
+        from_version,
         version,
-        env,
-        run_id,
+        kind,
+        policy.env,
         reason,
     )
+    return move
+
+
+def approved_versions(
+    client: MlflowClient, model_name: str, approving_aliases: list[str]
+) -> set[str]:
+    """Versions that any of ``approving_aliases`` ever pointed to."""
+    return {
+        move.to_version
+        for move in alias_history(client, model_name)
+        if move.alias in approving_aliases
+    }
+
+
+def rollback(  # noqa: PLR0913
+    client: MlflowClient,
+    model_name: str,
+    alias: str,
+    *,
+    policy: AliasPolicy,
+    approving_aliases: list[str],
+    to_version: str | None = None,
+) -> AliasMove:
+    """Move ``alias`` back to the version it pointed to before (or to ``to_version``).
+
+    Raises:
+        RegistryError: nothing to roll back to, or the target was never approved.
+    """
+    policy.check_alias(alias)
+    current = alias_version(client, model_name, alias)
+    current_version = str(current.version) if current else None
+    if to_version is None:
+        previous = [
+            move.from_version
+            for move in alias_history(client, model_name)
+            if move.alias == alias and move.to_version == current_version
+        ]
+        to_version = previous[-1] if previous else None
+        if to_version is None:
+            raise RegistryError(
+                f"'{model_name}@{alias}' has no previous version to roll back to "
+                f"(now: {current_version}).\nHint: name one with --to-version N."
+            )
+    to_version = str(to_version)
+    approved = approved_versions(client, model_name, approving_aliases)
+    if to_version not in approved:
+        raise RegistryError(
+            f"Version {to_version} of '{model_name}' was never approved (never set as "
+            f"any of {approving_aliases}); approved versions: "
+            f"{sorted(approved, key=int) or 'none'}.\nHint: roll back to an approved "
+            f"version, or promote this one through acceptance first."
+        )
+    if to_version == current_version:
+        raise RegistryError(f"'{model_name}@{alias}' already points to {to_version}.")
+    return set_alias(
+        client,
+        model_name,
+        alias,
+        to_version,
+        policy=policy,
+        run_id=None,
+        reason=f"rollback from version {current_version} to {to_version}",
+        kind="rollback",
+    )
+
+
+def version_lineage(
+    client: MlflowClient, model_name: str, version: str
+) -> dict[str, Any]:
+    """The lineage chain of one registered version, from its tags and its run."""
+    try:
+        model_version = client.get_model_version(model_name, str(version))
+    except MlflowException as err:
+        raise RegistryError(
+            f"Version {version} of '{model_name}' is not in the registry."
+        ) from err
+    tags = model_version.tags
+    run = client.get_run(model_version.run_id) if model_version.run_id else None
+
+    def tag(name: str) -> str | None:
+        return tags.get(f"modelops.{name}")
+
+    return {
+        "model_name": model_name,
+        "version": str(model_version.version),
+        "aliases": list(model_version.aliases),
+        "run_id": model_version.run_id,
+        "env": tag("env"),
+        "git_commit": tag("git_commit"),
+        "git_dirty": tag("git_dirty"),
+        "model_class": tag("model_class"),
+        "model_config": json.loads(tag("model_config") or "{}"),
+        "params": dict(run.data.params) if run else {},
+        "metrics": dict(run.data.metrics) if run else {},
+        "train_set": {"sha256": tag("train_sha256"), "path": tag("saved.train_set")},
+        "test_set": {"sha256": tag("test_sha256"), "path": tag("saved.test_set")},
+        "split": json.loads(tag("split") or "{}"),
+        "source": {
+            "first_partition": tag("source_first_partition"),
+            "last_partition": tag("source_last_partition"),
+            "partition_count": tag("source_partition_count"),
+            "rows": tag("source_rows"),
+            "manifest": tag("saved.source_manifest"),
+        },
+        "libraries": {
+            key.removeprefix("modelops.lib."): value
+            for key, value in tags.items()
+            if key.startswith("modelops.lib.")
+        },
+    }

@@ -24,9 +24,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# The whole lifecycle on the default data: dev -> acceptance (challenger) -> prod
+# (champion). Re-running is safe: an unchanged model is reported, not re-registered.
 run: setup
 	$(BIN)/kedro simulate --start $(DEFAULT_START) --days $(DEFAULT_DAYS) --stations $(DEFAULT_STATIONS) --if-missing
 	$(BIN)/kedro run --env dev
+	$(BIN)/kedro run --env acceptance
+	$(BIN)/kedro run --env prod
+	@echo; echo "== champion =="
+	$(BIN)/kedro lineage --env prod --alias champion
+	@echo; echo "== alias history =="
+	$(BIN)/kedro models history --env prod
+	@echo; echo "MLflow UI: $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000"
+	@echo "then open http://127.0.0.1:5000 (experiments modelops-dev, modelops-acceptance, modelops-prod)."
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import mlflow
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.project import settings
 from kedro.framework.startup import bootstrap_project
+from mlflow.tracking import MlflowClient
 
-from modelops import simulator
+from modelops import registry, simulator
 from modelops.errors import ConfigError, ModelopsError
+from modelops.tracking import tracking_uri
 
 SOURCE_DATASET = "source_partitions"
 
@@ -69,16 +74,98 @@ def simulate(  # noqa: PLR0913
     )
 
 
-def with_clean_errors(command: click.Command) -> click.Command:
+def default_pipeline(project_path: Path, env: str | None) -> str:
+    """The job a bare `kedro run --env X` runs: ``default_pipeline`` in X's globals."""
+    env = env or settings.CONFIG_LOADER_ARGS["default_run_env"]
+    return str(
+        load_config(project_path, env, "globals").get("default_pipeline", "__default__")
+    )
+
+
+def registry_client(
+    project_path: Path, env: str
+) -> tuple[MlflowClient, dict[str, Any]]:
+    """An MLflow client on the project's store, and the env's globals."""
+    globals_ = load_config(project_path, env, "globals")
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri), globals_
+
+
+def env_policy(project_path: Path, env: str) -> registry.AliasPolicy:
+    """The env's access policy, as the run hooks load it."""
+    from modelops.access import load_policy  # noqa: PLC0415 (cli stays importable alone)
+
+    bootstrap_project(project_path)
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(project_path / settings.CONF_SOURCE),
+        env=env,
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    return load_policy(loader, env, project_path)
+
+
+def models_history(project_path: Path, env: str) -> list[registry.AliasMove]:
+    """Every alias move of the env's registered model, oldest first."""
+    client, globals_ = registry_client(project_path, env)
+    return registry.alias_history(client, globals_["registered_model_name"])
+
+
+def rollback_alias(
+    project_path: Path, env: str, to_version: str | None
+) -> registry.AliasMove:
+    """Move the env's alias back to its previous (or the given) approved version."""
+    client, globals_ = registry_client(project_path, env)
+    return registry.rollback(
+        client,
+        globals_["registered_model_name"],
+        globals_["alias"],
+        policy=env_policy(project_path, env),
+        approving_aliases=list(globals_["approving_aliases"]),
+        to_version=to_version,
+    )
+
+
+def lineage(
+    project_path: Path, env: str, *, alias: str | None, version: str | None
+) -> dict[str, Any]:
+    """The lineage chain of a registered version, named by alias or number."""
+    client, globals_ = registry_client(project_path, env)
+    name = globals_["registered_model_name"]
+    if version is None:
+        alias = alias or globals_["alias"]
+        found = registry.alias_version(client, name, alias)
+        if found is None:
+            raise registry.RegistryError(
+                f"No version of '{name}' has the alias '{alias}'.\nHint: see `kedro "
+                f"models history`, or ask for one with --version N."
+            )
+        version = str(found.version)
+    return registry.version_lineage(client, name, version)
+
+
+def with_clean_errors(
+    command: click.Command, *, default_job: bool = False
+) -> click.Command:
     """The same command, printing a ModelopsError as a plain message, not a traceback.
 
     A contract violation or a config mistake is the user's to fix: the message says
-    what and where; a stack trace through Kedro and pandas would only bury it.
+    what and where; a stack trace through Kedro and pandas would only bury it. With
+    ``default_job``, a run without --pipelines runs the env's ``default_pipeline``.
     """
     callback: Callable[..., object] = command.callback  # type: ignore[assignment]
 
-    def clean_callback(**kwargs: object) -> object:
+    def clean_callback(**kwargs: Any) -> object:
         try:
+            if (
+                default_job
+                and not kwargs.get("pipelines")
+                and not kwargs.get("pipeline")
+            ):
+                job = default_pipeline(Path.cwd(), kwargs.get("env"))
+                if job != "__default__":
+                    click.echo(f"Running the env's default job: {job}")
+                kwargs["pipelines"] = [job]
             return callback(**kwargs)
         except ModelopsError as err:
             raise click.ClickException(f"{type(err).__name__}: {err}") from None
@@ -99,8 +186,105 @@ def cli() -> None:
 
 
 # `kedro run` (and the packaged `modelops` entry point, which looks for `run` here).
-run = with_clean_errors(kedro_run)
+run = with_clean_errors(kedro_run, default_job=True)
 cli.add_command(run)
+
+
+def _clean(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a ModelopsError from a command into a plain message and exit code 1."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ModelopsError as err:
+            raise click.ClickException(f"{type(err).__name__}: {err}") from None
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+env_option = click.option(
+    "--env",
+    "-e",
+    default="prod",
+    show_default=True,
+    help="Env whose registry view to use.",
+)
+
+
+@cli.group("models")
+def models_group() -> None:
+    """Questions about the registered model."""
+
+
+@models_group.command("history")
+@env_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@_clean
+def history_command(env: str, as_json: bool) -> None:
+    """Every alias move (promotion, rollback): which, from, to, when, by whom, why."""
+    moves = models_history(Path.cwd(), env)
+    if not moves:
+        click.echo("No alias has been set yet.")
+    for move in moves:
+        if as_json:
+            click.echo(json.dumps(dataclasses.asdict(move)))
+        else:
+            click.echo(
+                f"#{move.seq} {move.at} {move.alias}: {move.from_version or '-'} -> "
+                f"{move.to_version} [{move.kind} by env {move.env}, run "
+                f"{move.run_id or '-'}] {move.reason}"
+            )
+
+
+@cli.command("rollback")
+@env_option
+@click.option(
+    "--to-version", default=None, help="Version to return to (default: previous)."
+)
+@_clean
+def rollback_command(env: str, to_version: str | None) -> None:
+    """Move the env's alias (prod: champion) back to its previous approved version."""
+    move = rollback_alias(Path.cwd(), env, to_version)
+    click.echo(
+        f"{move.alias}: {move.from_version} -> {move.to_version} (recorded as history "
+        f"#{move.seq}). Services that follow @{move.alias} pick it up on their next poll."
+    )
+
+
+@cli.command("lineage")
+@env_option
+@click.option("--alias", default=None, help="Version by alias (default: the env's).")
+@click.option("--version", "version", default=None, help="Version by number.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_clean
+def lineage_command(
+    env: str, alias: str | None, version: str | None, as_json: bool
+) -> None:
+    """The chain behind a model version: code, data, parameters, metrics."""
+    chain = lineage(Path.cwd(), env, alias=alias, version=version)
+    if as_json:
+        click.echo(json.dumps(chain, indent=2, sort_keys=True))
+        return
+    click.echo(f"{chain['model_name']} version {chain['version']} {chain['aliases']}")
+    click.echo(f"  git commit   {chain['git_commit']} (dirty: {chain['git_dirty']})")
+    click.echo(f"  env / run    {chain['env']} / {chain['run_id']}")
+    click.echo(
+        f"  model        {chain['model_class']} {json.dumps(chain['model_config'])}"
+    )
+    for part in ("train_set", "test_set"):
+        click.echo(
+            f"  {part:<12} sha256 {chain[part]['sha256']}\n{'':15}at {chain[part]['path']}"
+        )
+    source = chain["source"]
+    click.echo(
+        f"  source       {source['first_partition']} .. {source['last_partition']} "
+        f"({source['partition_count']} partitions, {source['rows']} rows)"
+    )
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(chain["metrics"].items()))
+    click.echo(f"  metrics      {metrics}")
+    click.echo(f"  parameters   {len(chain['params'])} logged on the run (see --json)")
 
 
 @cli.command("simulate")

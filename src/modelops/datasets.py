@@ -220,6 +220,7 @@ class RegisteredModelDataset(_ActiveRunDataset):
 
     def _save(self, data: dict[str, Any]) -> None:
         run_id = self._active_run_id()
+        policy = self._policy()  # refuse before logging anything
         if data.get("model") is None:  # the gate found nothing new to register
             mlflow.set_tags({"modelops.registered_version": "none"})
             self._data = {"model_name": self._model_name, "version": None}
@@ -263,7 +264,7 @@ class RegisteredModelDataset(_ActiveRunDataset):
                 self._model_name,
                 self._alias,
                 version,
-                policy=self._policy(),
+                policy=policy,
                 run_id=run_id,
                 reason=data["reason"],
             )
@@ -292,6 +293,7 @@ class AliasDataset(_ActiveRunDataset):
 
     def _save(self, data: dict[str, Any]) -> None:
         run_id = self._active_run_id()
+        policy = self._policy()
         if data.get("version") is None:
             mlflow.set_tags({"modelops.promoted_version": "none"})
             self._data = dict(data)
@@ -301,7 +303,7 @@ class AliasDataset(_ActiveRunDataset):
             self._model_name,
             self._alias,
             str(data["version"]),
-            policy=self._policy(),
+            policy=policy,
             run_id=run_id,
             reason=data["reason"],
         )

@@ -25,3 +25,7 @@ class DeploymentRejected(ModelopsError):
 
 class AccessPolicyError(ModelopsError):
     """A run tried to read, write or move an alias outside its env's access policy."""
+
+
+class PromotionError(ModelopsError):
+    """Promotion to prod cannot proceed (no challenger, or it does not reproduce)."""

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-from modelops.pipelines import promotion
+from modelops.pipelines import (
+    data_processing,
+    deployment,
+    evaluation,
+    promotion,
+    training,
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register the project's pipelines and jobs.
+    """Register the project's pipelines and the jobs composed from them.
+
+    The pipelines are imported explicitly rather than with ``find_pipelines``: Kedro
+    1.7 narrows discovery to the pipeline names given to ``kedro run --pipelines``,
+    and the composed jobs below have no folder of their own.
 
     - ``__default__``: the deployment job — data_processing → training → evaluation
       → deployment (gate, registration, the env's alias).
@@ -21,16 +30,23 @@ def register_pipelines() -> dict[str, Pipeline]:
     Which job a bare ``kedro run --env X`` runs is ``default_pipeline`` in
     conf/X/globals.yml.
     """
-    pipelines = find_pipelines(raise_errors=True)
-    data = pipelines["data_processing"]
+    pipelines = {
+        "data_processing": data_processing.create_pipeline(),
+        "training": training.create_pipeline(),
+        "evaluation": evaluation.create_pipeline(),
+        "deployment": deployment.create_pipeline(),
+    }
     split = pipelines["training"].only_nodes("split_model_input_node")
-    train_and_evaluate = data + pipelines["training"] + pipelines["evaluation"]
+    train_and_evaluate = (
+        pipelines["data_processing"] + pipelines["training"] + pipelines["evaluation"]
+    )
     pipelines["__default__"] = train_and_evaluate + pipelines["deployment"]
-    pipelines["promotion_reuse"] = data + split + pipelines["promotion"]
+    pipelines["promotion_reuse"] = (
+        pipelines["data_processing"] + split + promotion.create_pipeline()
+    )
     pipelines["promotion_retrain"] = (
         train_and_evaluate
         + promotion.create_retrain_checks()
         + promotion.create_pipeline(after_reproduction=True)
     )
-    del pipelines["promotion"]
     return pipelines

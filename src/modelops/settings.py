@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from kedro.config import OmegaConfigLoader
 
+from modelops.access import AccessPolicyHooks
 from modelops.hooks import LineageHooks, RunSummaryHooks
 from modelops.tracking import tracking_uri
 
-HOOKS = (LineageHooks(), RunSummaryHooks())
+HOOKS = (AccessPolicyHooks(), LineageHooks(), RunSummaryHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

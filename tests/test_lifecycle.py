@@ -108,11 +108,8 @@ def test_lifecycle(project):
     ]
 
     # lineage of any version, not only the newest
-    chain = json.loads(
-        run_kedro(
-            project, "lineage", "--env", "prod", "--version", "2", "--json"
-        ).stdout
-    )
+    output = run_kedro(project, "lineage", "--env", "prod", "--version", "2", "--json")
+    chain = json.loads(output.stdout[output.stdout.index("\n{\n") :])  # skip log lines
     assert chain["version"] == "2" and chain["env"] == "acceptance"
     assert chain["model_config"]["kwargs"]["max_iter"] == 20
     assert len(chain["train_set"]["sha256"]) == 64

@@ -410,6 +410,11 @@ def test_the_hook_refuses_a_context_without_policy(tmp_path):
         AccessPolicyHooks().after_context_created(context)
 
 
+def test_the_hook_refuses_a_run_without_a_loaded_policy(tmp_path):
+    with pytest.raises(AccessPolicyError, match="No access policy was loaded"):
+        AccessPolicyHooks().before_pipeline_run({}, PIPELINE, _catalog(tmp_path))
+
+
 def test_the_hook_passes_a_compliant_run(hooks, tmp_path):
     hooks.before_pipeline_run({}, PIPELINE, _catalog(tmp_path))
 

@@ -37,6 +37,7 @@ def client(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("registry-test")
     client = MlflowClient(uri)
     client.create_registered_model(NAME)
     for _ in range(3):

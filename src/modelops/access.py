@@ -399,8 +399,12 @@ class AccessPolicyHooks:
     ) -> None:
         """Refuse the run before any node runs if it breaks the policy."""
         self._catalog = catalog
-        if self.policy is None:
-            return
+        if self.policy is None:  # fail closed: never run unchecked
+            raise AccessPolicyError(
+                "No access policy was loaded for this run, so it refuses to start.\n"
+                "Hint: run through a KedroSession (`kedro run`), whose context "
+                "creation loads conf/<env>/access.yml."
+            )
         check_catalog(self.policy, catalog, pipeline)
         logger.info(
             "Access policy of env '%s' (%s): the catalog and the pipeline's outputs "

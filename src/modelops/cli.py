@@ -144,6 +144,16 @@ def lineage(
     return registry.version_lineage(client, name, version)
 
 
+def modelops_cause(error: BaseException) -> ModelopsError | None:
+    """The ModelopsError behind an error (Kedro wraps errors raised in datasets)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ModelopsError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def with_clean_errors(
     command: click.Command, *, default_job: bool = False
 ) -> click.Command:
@@ -167,8 +177,11 @@ def with_clean_errors(
                     click.echo(f"Running the env's default job: {job}")
                 kwargs["pipelines"] = [job]
             return callback(**kwargs)
-        except ModelopsError as err:
-            raise click.ClickException(f"{type(err).__name__}: {err}") from None
+        except Exception as err:
+            cause = modelops_cause(err)
+            if cause is None:
+                raise
+            raise click.ClickException(f"{type(cause).__name__}: {cause}") from None
 
     return click.Command(
         name=command.name,

@@ -218,6 +218,11 @@ class RegisteredModelDataset(_ActiveRunDataset):
         self._alias = alias
         self._artifact_name = artifact_name
 
+    @property
+    def access_aliases(self) -> tuple[str, ...]:
+        """The aliases a save moves (checked by the access hook before the run)."""
+        return (self._alias,)
+
     def _save(self, data: dict[str, Any]) -> None:
         run_id = self._active_run_id()
         policy = self._policy()  # refuse before logging anything
@@ -290,6 +295,11 @@ class AliasDataset(_ActiveRunDataset):
         super().__init__(metadata)
         self._model_name = model_name
         self._alias = alias
+
+    @property
+    def access_aliases(self) -> tuple[str, ...]:
+        """The aliases a save moves (checked by the access hook before the run)."""
+        return (self._alias,)
 
     def _save(self, data: dict[str, Any]) -> None:
         run_id = self._active_run_id()

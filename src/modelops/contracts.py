@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -71,8 +72,9 @@ class Contract:
         kept = tuple(rule for rule in self.columns if rule.name not in dropped)
         return Contract(columns=kept, min_rows=self.min_rows)
 
+    @functools.cached_property
     def schema(self) -> pa.DataFrameSchema:
-        """The pandera schema enforcing this contract (extra columns are allowed)."""
+        """The pandera schema enforcing this contract (built once; extra columns allowed)."""
         return pa.DataFrameSchema(
             {
                 rule.name: pa.Column(
@@ -157,7 +159,7 @@ def contract_violations(df: pd.DataFrame, contract: Contract) -> list[str]:
             f"frame: rule 'min_rows {contract.min_rows}' failed: it has {len(df)} rows"
         )
     try:
-        contract.schema().validate(df, lazy=True)
+        contract.schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
         problems.extend(_describe_failures(err.failure_cases, df))
     return problems

@@ -23,13 +23,15 @@ class ContentAddressedParquetDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]
 
     ``save`` writes ``<directory>/<sha256>.parquet`` unless it already exists (so
     re-running on the same data writes nothing and never overwrites) and appends the
-    hash to ``index.jsonl``. ``load`` returns what this process saved last, else the
-    newest entry of the index.
+    hash to ``index.jsonl``. ``load`` returns what this process saved last (kept in
+    memory, so a run never re-reads what it just wrote), else the newest entry of the
+    index.
     """
 
     def __init__(self, directory: str, metadata: dict[str, Any] | None = None) -> None:
         self._directory = Path(directory).absolute()
         self._last_hash: str | None = None
+        self._last_data: pd.DataFrame | None = None
         self.metadata = metadata
 
     @property
@@ -51,8 +53,11 @@ class ContentAddressedParquetDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]
         with (self._directory / "index.jsonl").open("a") as index:
             index.write(json.dumps({"sha256": sha, "rows": len(data)}) + "\n")
         self._last_hash = sha
+        self._last_data = data
 
     def _load(self) -> pd.DataFrame:
+        if self._last_data is not None:
+            return self._last_data.copy(deep=False)  # nodes never mutate their inputs
         if self._last_hash is None:
             index = self._directory / "index.jsonl"
             if not index.exists():

@@ -31,6 +31,38 @@ def saved_location(dataset: Any) -> str | None:
     return str(target)
 
 
+MAX_PARAM_LENGTH = 6000
+PARAMS_PER_BATCH = 100
+
+
+def flatten_parameters(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"model": {"seed": 1}}`` -> ``{"model.seed": "1"}`` (lists stay whole)."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_parameters(value, prefix=f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def log_parameters(params: dict[str, Any]) -> None:
+    """Log every run parameter, flattened, in a few batched calls.
+
+    kedro-mlflow (``flatten: false`` in mlflow.yml) logs each node's parameter
+    inputs one call at a time; this gives the searchable flat keys in batches of 100,
+    not one SQLite commit per key.
+    """
+    flat = flatten_parameters(params, prefix="p.")
+    short = {k: v for k, v in flat.items() if len(v) <= MAX_PARAM_LENGTH}
+    names = sorted(short)
+    for start in range(0, len(names), PARAMS_PER_BATCH):
+        mlflow.log_params(
+            {n: short[n] for n in names[start : start + PARAMS_PER_BATCH]}
+        )
+
+
 class LineageHooks:
     """Tag the kedro-mlflow run with env, git state, libraries and every file written."""
 
@@ -68,6 +100,7 @@ class LineageHooks:
             },
         }
         mlflow.set_tags(tags)
+        log_parameters(catalog.load("parameters"))
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str) -> None:

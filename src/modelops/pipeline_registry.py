@@ -9,6 +9,7 @@ from modelops.pipelines import (
     deployment,
     evaluation,
     promotion,
+    serving,
     training,
 )
 
@@ -35,6 +36,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "training": training.create_pipeline(),
         "evaluation": evaluation.create_pipeline(),
         "deployment": deployment.create_pipeline(),
+        "serving": serving.create_pipeline(),
     }
     split = pipelines["training"].only_nodes("split_model_input_node")
     train_and_evaluate = (

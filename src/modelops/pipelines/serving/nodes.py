@@ -1,0 +1,446 @@
+"""Nodes of the serving pipeline: score a window of source partitions chunk by chunk."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kedro.io.core import VERSION_FORMAT
+
+from modelops.contracts import Contract, parse_contract, validate_frame
+from modelops.errors import (
+    ConfigError,
+    DataContractError,
+    ModelopsError,
+    SourceWindowError,
+)
+from modelops.modeling import input_columns, model_inputs
+from modelops.pipelines.data_processing.nodes import sample_rows, select_partitions
+
+logger = logging.getLogger(__name__)
+
+SERVING_CONF = "conf/base/parameters_serving.yml"
+# Columns every output row carries besides keys and inputs: who scored it, and when.
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+RUN_ID = "run_id"
+SCORED_AT = "scored_at"
+SOURCE_PARTITION = "source_partition"
+IDENTITY_COLUMNS = (MODEL_NAME, MODEL_VERSION, RUN_ID, SCORED_AT)
+# Catalog entries the scoring node writes (named in the summary).
+OUTPUTS = ("batch_predictions", "batch_prediction_log")
+
+Partitions = Mapping[str, Callable[[], pd.DataFrame]]
+Chunk = tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], dict[str, Any]]
+
+
+class NoServingModelError(ModelopsError):
+    """The env's serving alias points to no registered model version."""
+
+
+def serving_identity(
+    serving_model: Mapping[str, Any] | None, serving: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Who scores: the registered model name, alias, version and run of the model.
+
+    Args:
+        serving_model: What the ``batch_serving_model`` catalog entry loaded:
+            ``{"alias", "version", "run_id", "tags", "model"}``, or None when the alias
+            points to no version.
+        serving: The ``serving`` parameters (``model_name`` and ``alias``).
+
+    Returns:
+        ``{"model_name", "alias", "model_version", "run_id"}``.
+
+    Raises:
+        NoServingModelError: the alias has no version (nothing to serve).
+        ConfigError: the catalog loaded another alias than ``serving.alias`` says.
+    """
+    name, alias = serving["model_name"], serving["alias"]
+    if serving_model is None:
+        raise NoServingModelError(
+            f"No version of registered model '{name}' has alias '{alias}', the alias "
+            f"this env serves: there is no model to score with.\nHint: register and "
+            f"alias one first — `kedro run --env dev` sets 'dev', `kedro run --env "
+            f"acceptance` sets 'challenger', `kedro run --env prod` moves 'champion' "
+            f"(see `kedro models history`)."
+        )
+    if serving_model["alias"] != alias:
+        raise ConfigError(
+            f"serving.alias is '{alias}' but the catalog entry batch_serving_model "
+            f"loaded alias '{serving_model['alias']}'.\nHint: both come from the env's "
+            f"globals `alias`; change that (conf/<env>/globals.yml), not one of them."
+        )
+    return {
+        MODEL_NAME: name,
+        "alias": alias,
+        MODEL_VERSION: int(serving_model["version"]),
+        RUN_ID: str(serving_model["run_id"]),
+    }
+
+
+def serving_contract(contract_spec: Mapping[str, Any], target: str) -> Contract:
+    """The source contract minus the target: labels may be absent at scoring time."""
+    return parse_contract(contract_spec).without([target])
+
+
+def select_window(
+    partition_ids: Sequence[str], window: Mapping[str, Any], date_format: str
+) -> list[str]:
+    """The source partitions of the scoring window, oldest first.
+
+    Args:
+        partition_ids: Every partition id of the source.
+        window: ``serving.window``: ``start`` and ``end`` (inclusive dates or null)
+            and ``last_days`` (the newest N partitions inside them, or null for all).
+        date_format: ``strptime`` format of the partition ids.
+
+    Returns:
+        The selected partition ids in date order.
+
+    Raises:
+        ConfigError: a bound is not a date, or ``last_days`` is not positive.
+        SourceWindowError: no partition lies in the window, or an id is not a date.
+    """
+    for bound in ("start", "end"):
+        value = window.get(bound)
+        if value is not None and not isinstance(value, dt.date):
+            try:
+                dt.date.fromisoformat(str(value))
+            except ValueError as err:
+                raise ConfigError(
+                    f"serving.window.{bound} is {value!r}; expected a date like "
+                    f"2025-01-31 or null.\nHint: fix {SERVING_CONF}."
+                ) from err
+    last_days = window.get("last_days")
+    if last_days is not None and (
+        isinstance(last_days, bool) or not isinstance(last_days, int) or last_days < 1
+    ):
+        raise ConfigError(
+            f"serving.window.last_days is {last_days!r}; expected a positive number "
+            f"of days, or null to score every partition in [start, end].\nHint: fix "
+            f"{SERVING_CONF} or pass --params serving.window.last_days=N."
+        )
+    try:
+        return select_partitions(list(partition_ids), window, date_format)
+    except SourceWindowError as err:
+        if err.__cause__ is not None:  # a partition not named as a date: as is
+            raise
+        what = str(err).split("\nHint:", 1)[0]
+        raise SourceWindowError(
+            f"Nothing to score: {what[0].lower()}{what[1:]}\nHint: set the scoring "
+            f"window serving.window in {SERVING_CONF} (e.g. --params "
+            f"serving.window.last_days=7), or check that the source has partitions "
+            f"for those days."
+        ) from None
+
+
+def _scored_at(save_version: str) -> pd.Timestamp:
+    """The scoring run's time: its Kedro save version, read as a UTC timestamp."""
+    try:
+        moment = dt.datetime.strptime(save_version, VERSION_FORMAT)
+    except ValueError as err:
+        raise ConfigError(
+            f"The run's save version {save_version!r} is not a Kedro timestamp "
+            f"({VERSION_FORMAT}).\nHint: let Kedro choose the save version."
+        ) from err
+    return pd.Timestamp(moment, tz="UTC")
+
+
+def _output_layout(
+    features: Mapping[str, Any], contract: Contract, serving: Mapping[str, Any]
+) -> tuple[list[str], list[str]]:
+    """The columns kept from the source: keys (predictions) and keys + inputs (log)."""
+    prediction = serving["prediction_column"]
+    keys = list(features["key_columns"])
+    inputs = list(dict.fromkeys([*keys, *input_columns(features)]))
+    added = [prediction, *IDENTITY_COLUMNS, SOURCE_PARTITION]
+    if prediction in added[1:]:
+        raise ConfigError(
+            f"serving.prediction_column is '{prediction}', a column serving adds "
+            f"itself ({added[1:]}).\nHint: rename it in {SERVING_CONF}."
+        )
+    clash = sorted(set(added) & {*inputs, *contract.column_names, features["target"]})
+    if clash:
+        raise ConfigError(
+            f"Output column(s) {clash} clash with source columns.\nHint: rename "
+            f"serving.prediction_column in {SERVING_CONF}."
+        )
+    return keys, inputs
+
+
+def _validate_chunk(
+    parts: list[tuple[str, pd.DataFrame]], chunk: pd.DataFrame, contract: Contract
+) -> None:
+    """Check a chunk against the contract; name the partition that breaks it.
+
+    One check of the whole chunk is what the happy path costs (pandera's fixed cost
+    per call dominates for small partitions); only when it fails is each partition
+    checked on its own to name the culprit.
+    """
+    try:
+        validate_frame(chunk, contract, where="the scoring chunk")
+    except DataContractError:
+        for partition_id, frame in parts:
+            validate_frame(frame, contract, where=f"source partition '{partition_id}'")
+        raise
+
+
+def _score_chunk(
+    parts: list[tuple[str, pd.DataFrame]],
+    model: Any,
+    identity: Mapping[str, Any],
+    scored_at: pd.Timestamp,
+    layout: tuple[list[str], list[str]],
+    context: Mapping[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate, sample and score one chunk: (predictions, prediction log)."""
+    contract, features, serving, sample = (
+        context["contract"],
+        context["features"],
+        context["serving"],
+        context["sample"],
+    )
+    keys, inputs = layout
+    frames = [frame for _, frame in parts]
+    chunk = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    _validate_chunk(parts, chunk, contract)
+    partition_of = pd.array(
+        np.repeat([pid for pid, _ in parts], [len(frame) for frame in frames]),
+        dtype="str",
+    )
+    chunk = chunk.assign(**{SOURCE_PARTITION: partition_of})
+    chunk = sample_rows(chunk, sample)
+    predicted = np.asarray(model.predict(model_inputs(chunk, features)))
+    if predicted.size != len(chunk):
+        raise ConfigError(
+            f"The model returned predictions of shape {predicted.shape}; batch "
+            f"serving expects one value per row (a single-target model)."
+        )
+    target = features["target"]
+    logged = [*inputs, target] if target in chunk.columns else inputs
+    log = chunk[logged].assign(
+        **{
+            serving["prediction_column"]: predicted.reshape(len(chunk)).astype(
+                "float64"
+            ),
+            MODEL_NAME: identity[MODEL_NAME],
+            MODEL_VERSION: np.int64(identity[MODEL_VERSION]),
+            RUN_ID: identity[RUN_ID],
+            SCORED_AT: scored_at,
+            SOURCE_PARTITION: chunk[SOURCE_PARTITION],
+        }
+    )
+    predictions = log[[*keys, serving["prediction_column"], *IDENTITY_COLUMNS]]
+    return predictions, log
+
+
+def _chunk_key(partition_ids: Sequence[str]) -> str:
+    """The output file name of a chunk: its partition, or its first and last."""
+    if len(partition_ids) == 1:
+        return partition_ids[0]
+    return f"{partition_ids[0]}_to_{partition_ids[-1]}"
+
+
+def score_window(
+    partitions: Partitions,
+    serving_model: Mapping[str, Any] | None,
+    save_version: str,
+    serving: Mapping[str, Any],
+    source: Mapping[str, Any],
+    features: Mapping[str, Any],
+) -> Iterator[Chunk]:
+    """Score the window's source partitions chunk by chunk, yielding each chunk.
+
+    A generator node: Kedro saves each yielded chunk before the next is read, so at
+    most one chunk (whole partitions, up to about ``serving.chunk_rows`` rows) is in
+    memory however large the window. Each chunk is checked against the contract
+    minus the target, sampled as the env's ``source.sample`` says (dev reads a
+    sample), and scored with the model of the env's alias.
+
+    Args:
+        partitions: Partition id (a date) to loader, as the source PartitionedDataset
+            gives it; nothing is loaded outside the window.
+        serving_model: The loaded ``batch_serving_model`` entry, or None if the alias
+            points to no version.
+        save_version: The run's Kedro save version: the output version folder and
+            the ``scored_at`` time of every row.
+        serving: ``model_name``, ``alias``, ``window``, ``chunk_rows`` and
+            ``prediction_column``.
+        source: The ``source`` parameters (``contract``, ``partition_date_format``,
+            ``sample``).
+        features: The ``features`` parameters.
+
+    Yields:
+        Per chunk: ``{chunk key: predictions}`` (keys, prediction, model name,
+        version, run id, scored_at), ``{chunk key: log}`` (keys, model inputs, the
+        target when present, prediction, identity, source partition) and the
+        progress so far (for the summary).
+
+    Raises:
+        NoServingModelError: the alias points to no version.
+        SourceWindowError: no partition lies in the window.
+        DataContractError: a partition breaks the contract (chunks before it have
+            been written; the run fails and logs no summary).
+        ConfigError: a serving parameter is invalid.
+    """
+    identity = serving_identity(serving_model, serving)
+    model = serving_model["model"]  # type: ignore[index]  # None refused above
+    contract = serving_contract(source["contract"], features["target"])
+    chunk_rows = serving["chunk_rows"]
+    if (
+        isinstance(chunk_rows, bool)
+        or not isinstance(chunk_rows, int)
+        or chunk_rows < 1
+    ):
+        raise ConfigError(
+            f"serving.chunk_rows is {chunk_rows!r}; expected a positive number of "
+            f"rows.\nHint: fix {SERVING_CONF}."
+        )
+    layout = _output_layout(features, contract, serving)
+    selected = select_window(
+        list(partitions), serving["window"], source["partition_date_format"]
+    )
+    scored_at = _scored_at(save_version)
+    context = {
+        "contract": contract,
+        "features": features,
+        "serving": serving,
+        "sample": source["sample"],
+    }
+    logger.info(
+        "Scoring %d source partitions (%s .. %s) with %s version %s (alias %s), "
+        "chunks of about %d rows",
+        len(selected),
+        selected[0],
+        selected[-1],
+        identity[MODEL_NAME],
+        identity[MODEL_VERSION],
+        identity["alias"],
+        chunk_rows,
+    )
+    progress: dict[str, Any] = {
+        **identity,
+        "output_version": save_version,
+        "outputs": list(OUTPUTS),
+        SCORED_AT: scored_at.isoformat(),
+        "window": {key: _plain(value) for key, value in serving["window"].items()},
+        "first_partition": selected[0],
+        "last_partition": selected[-1],
+        "partitions": len(selected),
+        "rows_read": 0,
+        "rows_scored": 0,
+        "chunks": [],
+    }
+    for parts in read_chunks(partitions, selected, chunk_rows):
+        for partition_id, frame in parts:
+            if len(frame) < contract.min_rows:  # the chunk check cannot see this
+                validate_frame(
+                    frame, contract, where=f"source partition '{partition_id}'"
+                )
+        predictions, log = _score_chunk(
+            parts, model, identity, scored_at, layout, context
+        )
+        key = _chunk_key([pid for pid, _ in parts])
+        progress = {
+            **progress,
+            "rows_read": progress["rows_read"] + sum(len(f) for _, f in parts),
+            "rows_scored": progress["rows_scored"] + len(predictions),
+            "chunks": [
+                *progress["chunks"],
+                {
+                    "key": key,
+                    "partitions": [pid for pid, _ in parts],
+                    "rows": len(predictions),
+                },
+            ],
+        }
+        logger.info("Scored chunk %s: %d rows", key, len(predictions))
+        yield {key: predictions}, {key: log}, progress
+
+
+def read_chunks(
+    partitions: Partitions, selected: Sequence[str], chunk_rows: int
+) -> Iterator[list[tuple[str, pd.DataFrame]]]:
+    """Group the selected partitions into chunks of whole partitions, read ahead.
+
+    A chunk closes once it holds at least ``chunk_rows`` rows (or the partitions run
+    out). One background thread reads the partitions in order, up to one chunk ahead
+    of the caller: while a chunk is scored and written, the next is being read (the
+    parquet reads and the model's prediction loop release the GIL), so at most about
+    two chunks are in memory.
+
+    Args:
+        partitions: Partition id to loader.
+        selected: The ids to read, in order.
+        chunk_rows: Rows a chunk gathers before it is handed over.
+
+    Yields:
+        Lists of ``(partition id, frame)``, in the order of ``selected``.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serving-read")
+    pending: deque[tuple[str, Future[pd.DataFrame]]] = deque()
+    upcoming = iter(selected)
+    lookahead = 1  # grows to the partitions per chunk once one chunk is known
+
+    def read_ahead() -> None:
+        while len(pending) < lookahead:
+            partition_id = next(upcoming, None)
+            if partition_id is None:
+                return
+            pending.append((partition_id, pool.submit(partitions[partition_id])))
+
+    try:
+        read_ahead()
+        parts: list[tuple[str, pd.DataFrame]] = []
+        rows = 0
+        while pending:
+            partition_id, future = pending.popleft()
+            frame = future.result()
+            parts.append((partition_id, frame))
+            rows += len(frame)
+            if rows >= chunk_rows:  # read the whole next chunk while this one scores
+                lookahead = max(lookahead, len(parts))
+            read_ahead()
+            if rows >= chunk_rows or not pending:
+                chunk, parts, rows = parts, [], 0
+                yield chunk
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def summarise_scoring(progress: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's summary once every chunk is written: logged to the MLflow run.
+
+    Args:
+        progress: The last progress the scoring node yielded.
+
+    Returns:
+        Model identity, output version and catalog entries, window, partitions and
+        rows read and scored, the chunks written, and ``complete: true``.
+    """
+    summary = {**progress, "chunks": list(progress["chunks"]), "complete": True}
+    logger.info(
+        "Batch scoring complete: %d rows from %d partitions (%s .. %s) by %s version "
+        "%s, written as version %s of %s",
+        summary["rows_scored"],
+        summary["partitions"],
+        summary["first_partition"],
+        summary["last_partition"],
+        summary[MODEL_NAME],
+        summary[MODEL_VERSION],
+        summary["output_version"],
+        " and ".join(summary["outputs"]),
+    )
+    return summary
+
+
+def _plain(value: object) -> object:
+    """A parameter value as JSON can hold it (dates become ISO strings)."""
+    return value.isoformat() if isinstance(value, dt.date) else value

@@ -1,0 +1,467 @@
+"""Unit tests of the serving nodes and its datasets: a good input and bad ones for each."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DatasetError, Version
+
+from modelops.batch_datasets import SaveVersionDataset, VersionedPartitionedDataset
+from modelops.errors import ConfigError, DataContractError, SourceWindowError
+from modelops.modeling import build_model, model_inputs
+from modelops.pipelines.serving.nodes import (
+    IDENTITY_COLUMNS,
+    NoServingModelError,
+    read_chunks,
+    score_window,
+    select_window,
+    serving_identity,
+    summarise_scoring,
+)
+from tests.conftest import make_source_frame
+
+DAYS = ["2025-03-01", "2025-03-02", "2025-03-03", "2025-03-04"]
+VERSION = "2025-03-05T06.07.08.123Z"
+MODEL_NAME = "modelops-bike-demand"
+SERVING = {
+    "model_name": MODEL_NAME,
+    "alias": "dev",
+    "window": {"start": None, "end": None, "last_days": 1},
+    "chunk_rows": 1,
+    "prediction_column": "prediction",
+}
+ROWS_PER_DAY = 72  # make_source_frame: 24 hours x 3 stations
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return {day: make_source_frame(day) for day in DAYS}
+
+
+@pytest.fixture
+def partitions(frames):
+    return {day: (lambda frame=frame: frame.copy()) for day, frame in frames.items()}
+
+
+@pytest.fixture
+def source(data_processing_params):
+    return data_processing_params["source"]
+
+
+@pytest.fixture
+def full_source(source):
+    """The source parameters with no sampling (acceptance and prod)."""
+    return {**source, "sample": {**source["sample"], "fraction": 1.0}}
+
+
+@pytest.fixture
+def features(data_processing_params):
+    return data_processing_params["features"]
+
+
+@pytest.fixture(scope="module")
+def fitted_model(frames, data_processing_params):
+    features = data_processing_params["features"]
+    train = pd.concat(frames.values(), ignore_index=True)
+    model = build_model(
+        features,
+        {
+            "class": "sklearn.ensemble.HistGradientBoostingRegressor",
+            "kwargs": {"max_iter": 10},
+            "seed": 0,
+        },
+    )
+    return model.fit(model_inputs(train, features), train[features["target"]])
+
+
+@pytest.fixture
+def serving_model(fitted_model):
+    return {
+        "alias": "dev",
+        "version": 3,
+        "run_id": "abc123",
+        "tags": {},
+        "model": fitted_model,
+    }
+
+
+@pytest.fixture
+def score(serving_model, full_source, features):
+    """Run the generator node to the end: every yielded (predictions, log, progress)."""
+
+    def run(partitions, serving=SERVING, source=full_source, model=serving_model):
+        return list(score_window(partitions, model, VERSION, serving, source, features))
+
+    return run
+
+
+def window(**values):
+    return {
+        **SERVING,
+        "window": {"start": None, "end": None, "last_days": None} | values,
+    }
+
+
+# --- serving_identity -------------------------------------------------------------
+
+
+def test_serving_identity_names_the_model_version_and_run(serving_model):
+    identity = serving_identity(serving_model, SERVING)
+    assert identity == {
+        "model_name": MODEL_NAME,
+        "alias": "dev",
+        "model_version": 3,
+        "run_id": "abc123",
+    }
+
+
+def test_serving_identity_refuses_an_alias_without_a_version():
+    with pytest.raises(NoServingModelError) as error:
+        serving_identity(None, SERVING)
+    message = str(error.value)
+    assert f"'{MODEL_NAME}' has alias 'dev'" in message
+    assert "Hint:" in message
+    assert "kedro run --env dev" in message
+
+
+def test_serving_identity_refuses_another_alias_than_configured(serving_model):
+    with pytest.raises(ConfigError, match="loaded alias 'champion'"):
+        serving_identity({**serving_model, "alias": "champion"}, SERVING)
+
+
+# --- select_window ----------------------------------------------------------------
+
+
+def test_select_window_defaults_to_the_newest_day():
+    assert select_window(DAYS[::-1], SERVING["window"], "%Y-%m-%d") == ["2025-03-04"]
+
+
+def test_select_window_takes_a_date_range():
+    chosen = select_window(
+        DAYS,
+        {"start": "2025-03-02", "end": "2025-03-03", "last_days": None},
+        "%Y-%m-%d",
+    )
+    assert chosen == ["2025-03-02", "2025-03-03"]
+
+
+def test_select_window_refuses_an_empty_window_with_a_serving_hint():
+    with pytest.raises(SourceWindowError) as error:
+        select_window(DAYS, {"start": "2026-01-01", "last_days": 1}, "%Y-%m-%d")
+    message = str(error.value)
+    assert message.startswith("Nothing to score: no source partition in the window")
+    assert "from 2025-03-01 to 2025-03-04" in message
+    assert "serving.window in conf/base/parameters_serving.yml" in message
+    assert "parameters_data_processing" not in message
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ({"last_days": 0}, "serving.window.last_days is 0"),
+        ({"last_days": "7"}, "serving.window.last_days is '7'"),
+        ({"start": "March"}, "serving.window.start is 'March'"),
+    ],
+)
+def test_select_window_refuses_bad_window_settings(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        select_window(DAYS, {"start": None, "end": None, **bad}, "%Y-%m-%d")
+
+
+def test_select_window_passes_on_a_partition_not_named_as_a_date():
+    with pytest.raises(SourceWindowError, match="not named as a date"):
+        select_window([*DAYS, "latest"], SERVING["window"], "%Y-%m-%d")
+
+
+# --- score_window -----------------------------------------------------------------
+
+
+def test_score_window_scores_the_newest_day_with_the_model_identity(
+    score, partitions, fitted_model, features, frames
+):
+    chunks = score(partitions)
+    assert len(chunks) == 1
+    predictions, _, progress = chunks[0]
+    assert list(predictions) == ["2025-03-04"]
+    scored = predictions["2025-03-04"]
+    day = frames["2025-03-04"]
+    assert list(scored.columns) == [
+        "timestamp",
+        "station_id",
+        "prediction",
+        *IDENTITY_COLUMNS,
+    ]
+    assert len(scored) == ROWS_PER_DAY
+    expected = fitted_model.predict(model_inputs(day, features))
+    np.testing.assert_array_equal(scored["prediction"].to_numpy(), expected)
+    assert (scored["model_name"] == MODEL_NAME).all()
+    assert (scored["model_version"] == 3).all()
+    assert scored["model_version"].dtype == "int64"
+    assert (scored["run_id"] == "abc123").all()
+    assert (
+        scored["scored_at"] == pd.Timestamp("2025-03-05 06:07:08.123", tz="UTC")
+    ).all()
+    pd.testing.assert_frame_equal(
+        scored[["timestamp", "station_id"]], day[["timestamp", "station_id"]]
+    )
+    assert progress["rows_scored"] == ROWS_PER_DAY
+    assert progress["model_version"] == 3
+    assert progress["output_version"] == VERSION
+
+
+def test_score_window_logs_inputs_label_prediction_and_identity(
+    partitions, score, frames, features
+):
+    ((_, log, _),) = score(partitions)
+    logged = log["2025-03-04"]
+    for column in [
+        *features["numeric"],
+        *features["categorical"],
+        "timestamp",
+        "rentals",  # the label is kept when the source already has it
+        "prediction",
+        *IDENTITY_COLUMNS,
+        "source_partition",
+    ]:
+        assert column in logged.columns, column
+    assert (logged["source_partition"] == "2025-03-04").all()
+    np.testing.assert_array_equal(
+        logged["rentals"].to_numpy(), frames["2025-03-04"]["rentals"].to_numpy()
+    )
+
+
+def test_score_window_scores_rows_without_the_label(
+    frames, score, fitted_model, features
+):
+    unlabelled = frames["2025-03-04"].drop(columns="rentals")
+    ((predictions, log, _),) = score({"2025-03-04": lambda: unlabelled})
+    assert "rentals" not in log["2025-03-04"].columns
+    np.testing.assert_array_equal(
+        predictions["2025-03-04"]["prediction"].to_numpy(),
+        fitted_model.predict(model_inputs(unlabelled, features)),
+    )
+
+
+def test_score_window_goes_partition_by_partition_and_never_mutates_inputs(
+    frames, score
+):
+    originals = {day: frame.copy() for day, frame in frames.items()}
+    loads = []
+
+    def loader(day):
+        def load():
+            loads.append(day)
+            return frames[day]  # the same object each time: must stay untouched
+
+        return load
+
+    partitions = {day: loader(day) for day in DAYS}
+    serving = window(start="2025-03-02")
+    chunks = score(partitions, serving)
+    assert [list(predictions) for predictions, _, _ in chunks] == [
+        ["2025-03-02"],
+        ["2025-03-03"],
+        ["2025-03-04"],
+    ]
+    assert sorted(loads) == ["2025-03-02", "2025-03-03", "2025-03-04"]
+    assert [progress["rows_scored"] for _, _, progress in chunks] == [72, 144, 216]
+    assert [c["key"] for c in chunks[-1][2]["chunks"]] == DAYS[1:]
+    for day, frame in frames.items():
+        pd.testing.assert_frame_equal(frame, originals[day])
+
+
+def test_score_window_gathers_partitions_into_chunks_of_chunk_rows(partitions, score):
+    serving = {**window(), "chunk_rows": 2 * ROWS_PER_DAY}
+    chunks = score(partitions, serving)
+    keys = [next(iter(predictions)) for predictions, _, _ in chunks]
+    assert keys == ["2025-03-01_to_2025-03-02", "2025-03-03_to_2025-03-04"]
+    log = chunks[0][1]["2025-03-01_to_2025-03-02"]
+    assert log["source_partition"].value_counts().to_dict() == {
+        "2025-03-01": ROWS_PER_DAY,
+        "2025-03-02": ROWS_PER_DAY,
+    }
+
+
+def test_score_window_samples_rows_as_the_env_says(score, partitions, source):
+    dev_source = {**source, "sample": {**source["sample"], "fraction": 0.5}}
+    serving = window()
+    first = score(partitions, serving, dev_source)
+    again = score(partitions, serving, dev_source)
+    rows = [len(next(iter(p.values()))) for p, _, _ in first]
+    assert all(0 < n < ROWS_PER_DAY for n in rows)
+    assert rows == [len(next(iter(p.values()))) for p, _, _ in again]
+    assert first[-1][2]["rows_read"] == 4 * ROWS_PER_DAY
+    assert first[-1][2]["rows_scored"] == sum(rows)
+
+
+def test_score_window_refuses_when_the_alias_has_no_model(score, partitions):
+    with pytest.raises(NoServingModelError, match="has alias 'dev'"):
+        score(partitions, model=None)
+
+
+def test_score_window_names_the_partition_that_breaks_the_contract(
+    partitions, frames, score
+):
+    broken = frames["2025-03-03"].assign(humidity_pct=150.0)
+    partitions = {**partitions, "2025-03-03": lambda: broken}
+    serving = {**window(), "chunk_rows": 10_000}  # one chunk: the check names the day
+    with pytest.raises(DataContractError) as error:
+        score(partitions, serving)
+    message = str(error.value)
+    assert "source partition '2025-03-03'" in message
+    assert "humidity_pct" in message
+
+
+def test_score_window_refuses_a_partition_missing_a_model_input(
+    partitions, frames, score
+):
+    broken = frames["2025-03-04"].drop(columns="weather")
+    partitions = {**partitions, "2025-03-04": lambda: broken}
+    with pytest.raises(DataContractError, match="column 'weather'"):
+        score(partitions)
+
+
+def test_score_window_refuses_an_empty_partition(partitions, frames, score):
+    empty = frames["2025-03-04"].iloc[:0]
+    partitions = {**partitions, "2025-03-04": lambda: empty}
+    with pytest.raises(DataContractError, match="source partition '2025-03-04'"):
+        score(partitions)
+
+
+def test_score_window_refuses_an_empty_window(partitions, score):
+    serving = window(start="2025-04-01")
+    with pytest.raises(SourceWindowError, match="Nothing to score"):
+        score(partitions, serving)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ({"prediction_column": "rentals"}, r"clash with source columns"),
+        ({"prediction_column": "run_id"}, r"a column serving adds"),
+        ({"chunk_rows": 0}, "serving.chunk_rows is 0"),
+    ],
+)
+def test_score_window_refuses_bad_serving_settings(score, partitions, override, match):
+    with pytest.raises(ConfigError, match=match):
+        score(partitions, {**SERVING, **override})
+
+
+# --- read_chunks and summarise_scoring ----------------------------------------------
+
+
+def test_read_chunks_keeps_order_and_reads_ahead_in_one_thread(frames):
+    threads = set()
+
+    def loader(day):
+        def load():
+            threads.add(threading.current_thread().name)
+            return frames[day]
+
+        return load
+
+    partitions = {day: loader(day) for day in DAYS}
+    chunks = list(read_chunks(partitions, DAYS, 2 * ROWS_PER_DAY - 1))
+    assert [[day for day, _ in chunk] for chunk in chunks] == [DAYS[:2], DAYS[2:]]
+    assert len(threads) == 1
+    assert next(iter(threads)).startswith("serving-read")
+
+
+def test_read_chunks_passes_on_a_loader_error(frames):
+    def broken():
+        raise OSError("disk gone")
+
+    partitions = {"2025-03-01": lambda: frames["2025-03-01"], "2025-03-02": broken}
+    with pytest.raises(OSError, match="disk gone"):
+        list(read_chunks(partitions, ["2025-03-01", "2025-03-02"], 1))
+
+
+def test_summarise_scoring_marks_the_run_complete(partitions, score):
+    chunks = score(partitions, window())
+    progress = chunks[-1][2]
+    before = {**progress, "chunks": list(progress["chunks"])}
+    summary = summarise_scoring(progress)
+    assert progress == before
+    assert summary["complete"] is True
+    assert summary["rows_scored"] == 4 * ROWS_PER_DAY
+    assert summary["partitions"] == 4
+    assert summary["first_partition"] == "2025-03-01"
+    assert summary["last_partition"] == "2025-03-04"
+    assert summary["outputs"] == ["batch_predictions", "batch_prediction_log"]
+    assert summary["window"] == {"start": None, "end": None, "last_days": None}
+
+
+# --- the serving datasets -----------------------------------------------------------
+
+
+def versioned(tmp_path, save, load=None):
+    return VersionedPartitionedDataset(
+        path=str(tmp_path / "predictions"),
+        dataset="pandas.ParquetDataset",
+        filename_suffix=".parquet",
+        version=Version(load, save),
+    )
+
+
+def test_versioned_partitions_write_one_folder_per_run_and_never_overwrite(tmp_path):
+    frame = pd.DataFrame({"a": [1, 2]})
+    first = versioned(tmp_path, "2025-01-01T00.00.00.000Z")
+    first.save({"day1": frame})
+    first.save({"day2": lambda: frame})  # saved chunk by chunk, lazily
+    assert first._describe()["path"] == str(
+        tmp_path / "predictions" / "2025-01-01T00.00.00.000Z"
+    )
+    with pytest.raises(DatasetError, match="never overwritten"):
+        first.save({"day1": frame})
+    second = versioned(tmp_path, "2025-01-02T00.00.00.000Z")
+    second.save({"day1": frame.assign(a=[3, 4])})
+    assert second.versions() == [
+        "2025-01-01T00.00.00.000Z",
+        "2025-01-02T00.00.00.000Z",
+    ]
+    latest = versioned(tmp_path, "2025-01-03T00.00.00.000Z").load()
+    assert list(latest) == ["day1"]
+    assert latest["day1"]()["a"].tolist() == [3, 4]
+    pinned = versioned(
+        tmp_path, "2025-01-03T00.00.00.000Z", load="2025-01-01T00.00.00.000Z"
+    ).load()
+    assert sorted(pinned) == ["day1", "day2"]
+    pd.testing.assert_frame_equal(pinned["day1"](), frame)
+
+
+def test_versioned_partitions_refuse_loading_nothing_and_unversioned_use(tmp_path):
+    with pytest.raises(DatasetError, match="No version saved yet"):
+        versioned(tmp_path, "2025-01-01T00.00.00.000Z").load()
+    with pytest.raises(DatasetError, match="not found"):
+        versioned(tmp_path, "x", load="2020-01-01T00.00.00.000Z").load()
+    with pytest.raises(DatasetError, match="versioned: true"):
+        VersionedPartitionedDataset(path=str(tmp_path), dataset="pandas.ParquetDataset")
+
+
+def test_save_version_dataset_loads_the_runs_save_version():
+    assert SaveVersionDataset(version=Version(None, VERSION)).load() == VERSION
+    with pytest.raises(DatasetError, match="versioned: true"):
+        SaveVersionDataset().load()
+    with pytest.raises(DatasetError, match="read-only"):
+        SaveVersionDataset(version=Version(None, VERSION)).save("x")
+
+
+def test_scored_at_is_the_runs_save_version_in_utc(
+    partitions, score, serving_model, full_source, features
+):
+    ((predictions, _, progress),) = score(partitions)
+    stamp = predictions["2025-03-04"]["scored_at"].iloc[0]
+    assert stamp.to_pydatetime() == dt.datetime(
+        2025, 3, 5, 6, 7, 8, 123000, tzinfo=dt.UTC
+    )
+    assert progress["scored_at"] == "2025-03-05T06:07:08.123000+00:00"
+    with pytest.raises(ConfigError, match="not a Kedro timestamp"):
+        list(
+            score_window(
+                partitions, serving_model, "latest", SERVING, full_source, features
+            )
+        )

@@ -114,10 +114,10 @@ def files_under(root: Path) -> set[str]:
 
 @pytest.fixture(scope="session")
 def simulated_project(tmp_path_factory) -> Path:
-    """A project copy with 14 simulated source days (8 stations), shared read-only."""
+    """A project copy with 21 simulated source days (8 stations), shared read-only."""
     project = copy_project(tmp_path_factory.mktemp("project"))
     run_kedro(
-        project, "simulate", "--start", "2025-03-01", "--days", "14", "--stations", "8"
+        project, "simulate", "--start", "2025-03-01", "--days", "21", "--stations", "8"
     )
     return project
 

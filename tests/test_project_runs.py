@@ -35,11 +35,11 @@ def test_bare_run_is_dev_and_writes_only_the_dev_zone(project):
     assert len(tables) == 1 and len(manifests) == 1
     assert "Run in env 'dev' wrote:" in result.stdout + result.stderr
     table = pd.read_parquet(tables[0])
-    source_rows = 14 * 8 * 24
+    source_rows = 21 * 8 * 24
     assert 0.15 * source_rows < len(table) < 0.35 * source_rows  # dev samples 25 %
     manifest = json.loads(manifests[0].read_text())
     assert manifest["first_partition"] == "2025-03-01"
-    assert manifest["last_partition"] == "2025-03-14"
+    assert manifest["last_partition"] == "2025-03-21"
     assert manifest["rows"] == source_rows
 
 
@@ -48,7 +48,7 @@ def test_acceptance_reads_everything_and_writes_only_its_zone(project):
     data_files = files_under(project / "data")
     assert all(f.startswith(("acceptance/", "source/")) for f in data_files), data_files
     tables, _ = _outputs(project, "acceptance")
-    assert len(pd.read_parquet(tables[0])) == 14 * 8 * 24
+    assert len(pd.read_parquet(tables[0])) == 21 * 8 * 24
 
 
 def test_rerun_keeps_earlier_versions_and_same_content(project):
@@ -77,7 +77,7 @@ def test_contract_violation_stops_the_run_and_writes_nothing(
         project,
         "simulate",
         "--start",
-        "2025-03-15",
+        "2025-03-22",
         "--days",
         "1",
         "--stations",
@@ -88,7 +88,7 @@ def test_contract_violation_stops_the_run_and_writes_nothing(
     result = run_kedro(project, "run", check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "Data contract violated in source partition '2025-03-15'" in output
+    assert "Data contract violated in source partition '2025-03-22'" in output
     assert expected in output
     assert not (project / "data" / "dev").exists() or not any(
         (project / "data" / "dev").rglob("*.parquet")

@@ -19,6 +19,7 @@ from modelops.pipelines.serving.nodes import (
     read_chunks,
     score_window,
     select_window,
+    serving_contract,
     serving_identity,
     summarise_scoring,
 )
@@ -354,7 +355,8 @@ def test_score_window_refuses_bad_serving_settings(score, partitions, override, 
 # --- read_chunks and summarise_scoring ----------------------------------------------
 
 
-def test_read_chunks_keeps_order_and_reads_ahead_in_one_thread(frames):
+def test_read_chunks_reads_checked_chunks_ahead_in_one_thread(frames, source):
+    contract = serving_contract(source["contract"], "rentals")
     threads = set()
 
     def loader(day):
@@ -365,19 +367,24 @@ def test_read_chunks_keeps_order_and_reads_ahead_in_one_thread(frames):
         return load
 
     partitions = {day: loader(day) for day in DAYS}
-    chunks = list(read_chunks(partitions, DAYS, 2 * ROWS_PER_DAY - 1))
-    assert [[day for day, _ in chunk] for chunk in chunks] == [DAYS[:2], DAYS[2:]]
+    chunks = list(read_chunks(partitions, DAYS, 2 * ROWS_PER_DAY - 1, contract))
+    assert [ids for ids, _ in chunks] == [DAYS[:2], DAYS[2:]]
+    first = chunks[0][1]
+    assert len(first) == 2 * ROWS_PER_DAY
+    assert first["source_partition"].tolist() == [DAYS[0]] * 72 + [DAYS[1]] * 72
     assert len(threads) == 1
     assert next(iter(threads)).startswith("serving-read")
 
 
-def test_read_chunks_passes_on_a_loader_error(frames):
+def test_read_chunks_passes_on_a_loader_error(frames, source):
+    contract = serving_contract(source["contract"], "rentals")
+
     def broken():
         raise OSError("disk gone")
 
     partitions = {"2025-03-01": lambda: frames["2025-03-01"], "2025-03-02": broken}
     with pytest.raises(OSError, match="disk gone"):
-        list(read_chunks(partitions, ["2025-03-01", "2025-03-02"], 1))
+        list(read_chunks(partitions, ["2025-03-01", "2025-03-02"], 1, contract))
 
 
 def test_summarise_scoring_marks_the_run_complete(partitions, score):

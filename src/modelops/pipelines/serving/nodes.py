@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -193,30 +192,17 @@ def _validate_chunk(
 
 
 def _score_chunk(
-    parts: list[tuple[str, pd.DataFrame]],
+    chunk: pd.DataFrame,
     model: Any,
     identity: Mapping[str, Any],
     scored_at: pd.Timestamp,
     layout: tuple[list[str], list[str]],
     context: Mapping[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate, sample and score one chunk: (predictions, prediction log)."""
-    contract, features, serving, sample = (
-        context["contract"],
-        context["features"],
-        context["serving"],
-        context["sample"],
-    )
+    """Sample and score one checked chunk: (predictions, prediction log)."""
+    features, serving = context["features"], context["serving"]
     keys, inputs = layout
-    frames = [frame for _, frame in parts]
-    chunk = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    _validate_chunk(parts, chunk, contract)
-    partition_of = pd.array(
-        np.repeat([pid for pid, _ in parts], [len(frame) for frame in frames]),
-        dtype="str",
-    )
-    chunk = chunk.assign(**{SOURCE_PARTITION: partition_of})
-    chunk = sample_rows(chunk, sample)
+    chunk = sample_rows(chunk, context["sample"])
     predicted = np.asarray(model.predict(model_inputs(chunk, features)))
     if predicted.size != len(chunk):
         raise ConfigError(
@@ -309,7 +295,6 @@ def score_window(
     )
     scored_at = _scored_at(save_version)
     context = {
-        "contract": contract,
         "features": features,
         "serving": serving,
         "sample": source["sample"],
@@ -338,25 +323,20 @@ def score_window(
         "rows_scored": 0,
         "chunks": [],
     }
-    for parts in read_chunks(partitions, selected, chunk_rows):
-        for partition_id, frame in parts:
-            if len(frame) < contract.min_rows:  # the chunk check cannot see this
-                validate_frame(
-                    frame, contract, where=f"source partition '{partition_id}'"
-                )
+    for partition_ids, chunk in read_chunks(partitions, selected, chunk_rows, contract):
         predictions, log = _score_chunk(
-            parts, model, identity, scored_at, layout, context
+            chunk, model, identity, scored_at, layout, context
         )
-        key = _chunk_key([pid for pid, _ in parts])
+        key = _chunk_key(partition_ids)
         progress = {
             **progress,
-            "rows_read": progress["rows_read"] + sum(len(f) for _, f in parts),
+            "rows_read": progress["rows_read"] + len(chunk),
             "rows_scored": progress["rows_scored"] + len(predictions),
             "chunks": [
                 *progress["chunks"],
                 {
                     "key": key,
-                    "partitions": [pid for pid, _ in parts],
+                    "partitions": partition_ids,
                     "rows": len(predictions),
                 },
             ],
@@ -366,53 +346,75 @@ def score_window(
 
 
 def read_chunks(
-    partitions: Partitions, selected: Sequence[str], chunk_rows: int
-) -> Iterator[list[tuple[str, pd.DataFrame]]]:
-    """Group the selected partitions into chunks of whole partitions, read ahead.
+    partitions: Partitions,
+    selected: Sequence[str],
+    chunk_rows: int,
+    contract: Contract,
+) -> Iterator[tuple[list[str], pd.DataFrame]]:
+    """Read the selected partitions as contract-checked chunks, one chunk ahead.
 
-    A chunk closes once it holds at least ``chunk_rows`` rows (or the partitions run
-    out). One background thread reads the partitions in order, up to one chunk ahead
-    of the caller: while a chunk is scored and written, the next is being read (the
-    parquet reads and the model's prediction loop release the GIL), so at most about
-    two chunks are in memory.
+    A chunk is whole partitions, gathered in order until it holds at least
+    ``chunk_rows`` rows (or the partitions run out). One background thread reads,
+    concatenates and checks the next chunk while the caller scores and writes the
+    current one (parquet reads and the model's prediction loop release the GIL), so
+    at most two chunks are in memory whatever the window.
 
     Args:
         partitions: Partition id to loader.
         selected: The ids to read, in order.
         chunk_rows: Rows a chunk gathers before it is handed over.
+        contract: What every partition must satisfy.
 
     Yields:
-        Lists of ``(partition id, frame)``, in the order of ``selected``.
+        ``(partition ids, chunk)``; the chunk has a ``source_partition`` column.
+
+    Raises:
+        DataContractError: naming the first partition that breaks the contract.
     """
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serving-read")
-    pending: deque[tuple[str, Future[pd.DataFrame]]] = deque()
-    upcoming = iter(selected)
-    lookahead = 1  # grows to the partitions per chunk once one chunk is known
 
-    def read_ahead() -> None:
-        while len(pending) < lookahead:
-            partition_id = next(upcoming, None)
-            if partition_id is None:
-                return
-            pending.append((partition_id, pool.submit(partitions[partition_id])))
+    def gather(first: int) -> Future[tuple[list[str], pd.DataFrame]] | None:
+        if first >= len(selected):
+            return None
+        return pool.submit(_gather, partitions, selected, first, chunk_rows, contract)
 
     try:
-        read_ahead()
-        parts: list[tuple[str, pd.DataFrame]] = []
-        rows = 0
-        while pending:
-            partition_id, future = pending.popleft()
-            frame = future.result()
-            parts.append((partition_id, frame))
-            rows += len(frame)
-            if rows >= chunk_rows:  # read the whole next chunk while this one scores
-                lookahead = max(lookahead, len(parts))
-            read_ahead()
-            if rows >= chunk_rows or not pending:
-                chunk, parts, rows = parts, [], 0
-                yield chunk
+        done, future = 0, gather(0)
+        while future is not None:
+            partition_ids, chunk = future.result()
+            done += len(partition_ids)
+            future = gather(done)  # read the next chunk while this one is scored
+            yield partition_ids, chunk
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _gather(
+    partitions: Partitions,
+    selected: Sequence[str],
+    first: int,
+    chunk_rows: int,
+    contract: Contract,
+) -> tuple[list[str], pd.DataFrame]:
+    """Read partitions from ``selected[first]`` on into one checked chunk."""
+    parts: list[tuple[str, pd.DataFrame]] = []
+    rows = 0
+    for partition_id in selected[first:]:
+        frame = partitions[partition_id]()
+        if len(frame) < contract.min_rows:  # a check of the chunk cannot see this
+            validate_frame(frame, contract, where=f"source partition '{partition_id}'")
+        parts.append((partition_id, frame))
+        rows += len(frame)
+        if rows >= chunk_rows:
+            break
+    frames = [frame for _, frame in parts]
+    chunk = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    _validate_chunk(parts, chunk, contract)
+    partition_of = pd.array(
+        np.repeat([pid for pid, _ in parts], [len(frame) for frame in frames]),
+        dtype="str",
+    )
+    return [pid for pid, _ in parts], chunk.assign(**{SOURCE_PARTITION: partition_of})
 
 
 def summarise_scoring(progress: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,369 @@
+"""Benchmark batch scoring: the serving pipeline against a bare ``model.predict``.
+
+Setup, once and not timed, in a temporary project copy (pyproject.toml, conf/ without
+local, src/, as the tests copy it):
+
+1. ``kedro simulate --start 2024-01-01 --days 417 --stations 100`` (1,000,800 rows);
+2. ``kedro run --env acceptance --params source.window.last_days=N`` trains on the
+   newest N days (``--train-days``, default 60: the model's size, hence the cost of a
+   prediction, does not depend on how many rows it was trained on) and registers it
+   as ``challenger``.
+
+Then, alternating which goes first, each side runs ``--repeats`` times as a
+subprocess with the same environment:
+
+- pipeline: ``kedro run --env acceptance --pipelines serving --params
+  serving.window.last_days=417`` — loads ``challenger`` through the catalog, checks
+  every partition against the contract, scores chunk by chunk and writes the
+  versioned predictions and prediction log, logs the summary to MLflow;
+- bare: this file's ``bare`` mode — imports pandas and MLflow only, loads the same
+  ``challenger`` model with ``mlflow.sklearn.load_model``, reads the same 417 parquet
+  files, concatenates them and calls ``model.predict`` once. It writes nothing.
+
+Throughput is rows / wall seconds of the whole process (startup included, as a user
+waits for it); peak memory is the child's maximum RSS (``/usr/bin/time -v``, else
+``os.wait4``). Both sides' predictions are hashed to check they are the same numbers.
+The issue's target: pipeline rows/s >= 0.8 x bare rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# The process helpers (measure, copy_project, ...) of the deployment benchmark; it
+# imports only the standard library, so the bare mode stays bare.
+import bench_deployment_job as bench
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+BIN = Path(sys.executable).parent
+KEDRO = BIN / "kedro"
+RESULTS = BENCH_DIR / "results" / "batch_serving.json"
+
+STATIONS = 100
+DAYS = 417  # x 100 stations x 24 h = 1,000,800 rows
+START = "2024-01-01"
+ROWS_PER_DAY = STATIONS * 24
+ENV = "acceptance"
+ALIAS = "challenger"
+MODEL_NAME = "modelops-bike-demand"
+TARGET = 0.8  # pipeline rows/s >= 0.8 x bare rows/s
+# The model's input columns (features.time_column, numeric, categorical in
+# conf/base/parameters_data_processing.yml), spelled out: the bare side uses no conf.
+MODEL_INPUTS = [
+    "timestamp",
+    "station_capacity",
+    "temperature_c",
+    "humidity_pct",
+    "wind_speed_kmh",
+    "precipitation_mm",
+    "is_holiday",
+    "station_id",
+    "station_zone",
+    "weather",
+]
+SOURCE = Path("data") / "source" / "bike_rentals"
+PREDICTIONS = Path("data") / ENV / "07_model_output" / "batch_predictions"
+LOG = Path("data") / ENV / "07_model_output" / "prediction_log"
+
+
+def digest(values: Any) -> str:
+    """sha256 of predictions as float64, in row order."""
+    import numpy as np  # noqa: PLC0415  (the bare mode imports what it needs only)
+
+    return hashlib.sha256(np.asarray(values, dtype="float64").tobytes()).hexdigest()
+
+
+# --- the bare side ------------------------------------------------------------------
+
+
+def bare(project: Path, days: int) -> None:
+    """Load the alias's model, read the newest ``days`` partitions, predict; print JSON."""
+    started = time.perf_counter()
+    import mlflow  # noqa: PLC0415
+    import mlflow.sklearn  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    imported = time.perf_counter()
+    uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@{ALIAS}")
+    loaded = time.perf_counter()
+    files = sorted((project / SOURCE).glob("*.parquet"))[-days:]
+    data = pd.concat([pd.read_parquet(path) for path in files], ignore_index=True)
+    read = time.perf_counter()
+    predicted = model.predict(data[MODEL_INPUTS])
+    done = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "rows": len(data),
+                "partitions": len(files),
+                "import_s": imported - started,
+                "model_load_s": loaded - imported,
+                "read_s": read - loaded,
+                "predict_s": done - read,
+                "digest": digest(predicted),
+            }
+        )
+    )
+
+
+# --- the harness --------------------------------------------------------------------
+
+
+def setup_project(workdir: Path, setup: Any, train_days: int | None) -> Path:
+    """Project copy with the simulated source and a registered `challenger` (not timed)."""
+    project = bench.copy_project(workdir / "project", setup.ref)
+    steps = [
+        (
+            "kedro simulate",
+            [
+                str(KEDRO),
+                "simulate",
+                "--start",
+                START,
+                "--days",
+                str(DAYS),
+                "--stations",
+                str(STATIONS),
+            ],
+        ),
+        (
+            "kedro run --env acceptance (registers challenger)",
+            [
+                str(KEDRO),
+                "run",
+                "--env",
+                ENV,
+                *(
+                    ["--params", f"source.window.last_days={train_days}"]
+                    if train_days
+                    else []
+                ),
+            ],
+        ),
+    ]
+    for what, command in steps:
+        log = workdir / f"setup_{len(list(workdir.glob('setup_*')))}.log"
+        started = time.perf_counter()
+        bench.checked(bench.measure(command, project, setup.env, log), what, log)
+        print(f"  {what}: {time.perf_counter() - started:.1f} s")
+    return project
+
+
+def run_pipeline(project: Path, workdir: Path, setup: Any, tag: str) -> dict[str, Any]:
+    """One `kedro run --pipelines serving` over the whole source; outputs removed after."""
+    log = workdir / f"pipeline_{tag}.log"
+    command = [
+        str(KEDRO),
+        "run",
+        "--env",
+        ENV,
+        "--pipelines",
+        "serving",
+        "--params",
+        f"serving.window.last_days={DAYS}",
+    ]
+    result = bench.checked(
+        bench.measure(command, project, setup.env, log), "serving pipeline", log
+    )
+    text = log.read_text(errors="replace")
+    execution = re.search(r"successfully in ([\d.]+) sec", text)
+    result["pipeline_execution_s"] = float(execution.group(1)) if execution else None
+    import pandas as pd  # noqa: PLC0415
+
+    (version,) = sorted(p.name for p in (project / PREDICTIONS).iterdir())
+    chunks = sorted((project / PREDICTIONS / version).glob("*.parquet"))
+    predicted = pd.concat([pd.read_parquet(path) for path in chunks])["prediction"]
+    result.update(rows=len(predicted), chunks=len(chunks), digest=digest(predicted))
+    for folder in (PREDICTIONS, LOG):  # the next run starts from the same state
+        shutil.rmtree(project / folder)
+    return result
+
+
+def run_bare(project: Path, workdir: Path, setup: Any, tag: str) -> dict[str, Any]:
+    """One bare run: this file in ``bare`` mode."""
+    log = workdir / f"bare_{tag}.log"
+    command = [sys.executable, __file__, "bare", str(project), "--days", str(DAYS)]
+    result = bench.checked(bench.measure(command, workdir, setup.env, log), "bare", log)
+    result.update(json.loads(log.read_text().strip().splitlines()[-1]))
+    return result
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Medians over repeats, and rows per wall second."""
+    medians = {
+        key: statistics.median(run[key] for run in runs)
+        for key in ("seconds", "peak_mib", "cpu_seconds")
+    }
+    return medians | {"rows_per_s": runs[0]["rows"] / medians["seconds"]}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """The side-by-side table and the verdict."""
+    bare_side, pipeline = result["bare"], result["pipeline"]
+    header = (
+        f"{'side':>8} | {'rows':>9} | {'wall s':>6} | {'rows/s':>8} | "
+        f"{'cpu s':>6} | {'peak MiB':>8}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for name, side in (("bare", bare_side), ("pipeline", pipeline)):
+        print(
+            f"{name:>8} | {result['rows']:>9,} | {side['seconds']:6.1f} | "
+            f"{side['rows_per_s']:8,.0f} | {side['cpu_seconds']:6.1f} | "
+            f"{side['peak_mib']:8.0f}"
+        )
+    print()
+    print(
+        f"throughput ratio pipeline/bare: {result['ratio']:.2f} (target >= {TARGET}): "
+        f"{'met' if result['met'] else 'NOT met'}; peak memory "
+        f"x{result['memory_ratio']:.2f}; "
+        f"{'same predictions' if result['same_predictions'] else 'PREDICTIONS DIFFER'}"
+    )
+    bare_run = bare_side["runs"][0]
+    print(
+        f"bare phases (run 1): imports {bare_run['import_s']:.1f} s, model load "
+        f"{bare_run['model_load_s']:.1f} s, read {bare_run['read_s']:.1f} s, predict "
+        f"{bare_run['predict_s']:.1f} s"
+    )
+    print(
+        f"without process startup (medians): bare model load + read + predict "
+        f"{result['bare_scoring_s']:.1f} s vs kedro's pipeline execution (model load, "
+        f"read, contract check, score, write {pipeline['runs'][0]['chunks']} chunks x "
+        f"2 outputs, summary) {result['pipeline_execution_s']:.1f} s: ratio "
+        f"{result['bare_scoring_s'] / result['pipeline_execution_s']:.2f}"
+    )
+
+
+def measure_all(args: argparse.Namespace, setup: Any, workdir: Path) -> dict[str, Any]:
+    """Set up once, then run both sides ``repeats`` times, alternating."""
+    project = setup_project(workdir, setup, args.train_days)
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "pipeline": []}
+    sides = {"bare": run_bare, "pipeline": run_pipeline}
+    for index in range(args.repeats):
+        order = ("bare", "pipeline") if index % 2 == 0 else ("pipeline", "bare")
+        for side in order:
+            result = sides[side](project, workdir, setup, str(index))
+            runs[side].append(result)
+            print(
+                f"  run {index + 1}/{args.repeats} {side:<8} {result['seconds']:6.1f} s"
+                f"  {result['rows'] / result['seconds']:9,.0f} rows/s"
+                f"  {result['peak_mib']:6.0f} MiB  cpu {result['cpu_seconds']:6.1f} s"
+                f"  (load {result['load_before']:.1f})"
+            )
+    bare_side, pipeline = summarise(runs["bare"]), summarise(runs["pipeline"])
+    ratio = pipeline["rows_per_s"] / bare_side["rows_per_s"]
+    digests = {run["digest"] for run in runs["bare"] + runs["pipeline"]}
+    return {
+        "rows": runs["bare"][0]["rows"],
+        "partitions": DAYS,
+        "stations": STATIONS,
+        "train_days": args.train_days,
+        "repeats": args.repeats,
+        "bare": bare_side | {"runs": runs["bare"]},
+        "pipeline": pipeline | {"runs": runs["pipeline"]},
+        "pipeline_execution_s": statistics.median(
+            run["pipeline_execution_s"] or float("nan") for run in runs["pipeline"]
+        ),
+        "ratio": ratio,
+        # Without process startup: Kedro's own "pipeline execution" time (model load,
+        # read, check, score, write, summary) vs the bare model load + read + predict.
+        "bare_scoring_s": statistics.median(
+            run["model_load_s"] + run["read_s"] + run["predict_s"]
+            for run in runs["bare"]
+        ),
+        "target": TARGET,
+        "met": ratio >= TARGET,
+        "memory_ratio": pipeline["peak_mib"] / bare_side["peak_mib"],
+        "same_predictions": len(digests) == 1
+        and all(run["rows"] == runs["bare"][0]["rows"] for run in runs["pipeline"]),
+    }
+
+
+def main() -> None:
+    """Parse flags; run the bare mode, or the whole benchmark."""
+    if len(sys.argv) > 1 and sys.argv[1] == "bare":
+        parser = argparse.ArgumentParser(description="bare batch scoring")
+        parser.add_argument("mode")
+        parser.add_argument("project", type=Path)
+        parser.add_argument("--days", type=int, default=DAYS)
+        args = parser.parse_args()
+        bare(args.project, args.days)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2, help="runs per side")
+    parser.add_argument(
+        "--train-days",
+        type=lambda text: None if text == "all" else int(text),
+        default=60,
+        help="days the registered model is trained on ('all': the whole source)",
+    )
+    parser.add_argument(
+        "--omp-threads",
+        default=os.environ.get("OMP_NUM_THREADS", "1"),
+        help="OMP_NUM_THREADS for both sides (default: inherited, else 1; "
+        "'unset' leaves it unset)",
+    )
+    parser.add_argument("--ref", help="measure this git revision, not the work tree")
+    parser.add_argument("--keep", type=Path, help="keep the work folder here")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results")
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    omp = None if args.omp_threads == "unset" else str(args.omp_threads)
+    setup = bench.Setup(env=bench.child_env(omp), ref=args.ref)
+    code = bench.code_version(args.ref)
+    print(
+        f"batch serving vs bare model.predict: {DAYS} days x {STATIONS} stations x 24 h"
+        f" = {DAYS * ROWS_PER_DAY:,} rows; code {code['description']}, "
+        f"repeats={args.repeats}, OMP_NUM_THREADS={omp or 'unset'}, "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        result = measure_all(args, setup, workdir)
+    print_table(result)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps(
+            {
+                "benchmark": "serving pipeline (batch scoring) vs bare model.predict",
+                "when": datetime.datetime.now(datetime.UTC).isoformat(
+                    timespec="seconds"
+                ),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "omp_num_threads": omp,
+                },
+                "code": code,
+                "versions": bench.library_versions(),
+                "result": result,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"results written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -375,3 +375,23 @@ def simulate_command(  # noqa: PLR0913, PLR0917
         f"Wrote {summary.partitions} partitions ({summary.first_day} .. "
         f"{summary.last_day}, {summary.rows} rows) to {summary.output_dir}"
     )
+
+
+@cli.command("serve")
+@click.option(
+    "--env",
+    "-e",
+    default="prod",
+    show_default=True,
+    help="Env whose registry alias to serve (globals `alias`).",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@_clean
+def serve_command(env: str, host: str, port: int) -> None:
+    """The REST service: /invocations, /health, /model, /reload; follows the env's alias."""
+    from modelops.serving import serve  # noqa: PLC0415 (OMP_NUM_THREADS before sklearn)
+
+    serve(Path.cwd(), env, host, port)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import logging
 import platform
 import subprocess
 from pathlib import Path
 
 import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 TRACKED_LIBRARIES = (
     "kedro",
@@ -41,7 +44,11 @@ def git_state(project_path: Path) -> dict[str, str]:
         dirty = bool(
             _git(project_path, "status", "--porcelain", "--untracked-files=no")
         )
-    except (OSError, subprocess.CalledProcessError):
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = getattr(err, "stderr", None) or err
+        logger.warning(
+            "No git state for %s (lineage says 'unknown'): %s", project_path, detail
+        )
         return {"git_commit": "unknown", "git_dirty": "unknown"}
     return {"git_commit": commit, "git_dirty": str(dirty).lower()}
 

@@ -19,6 +19,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# The environment as the test session started: `kedro` subprocesses get this, not what
+# in-process code set since (bootstrap_project writes PYTHONPATH, MLflow its URIs).
+CLEAN_ENVIRON = dict(os.environ)
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +87,7 @@ def run_kedro(
 ) -> subprocess.CompletedProcess:
     """Run the venv's `kedro` command in ``project`` and return what it printed."""
     env = {
-        **os.environ,
+        **CLEAN_ENVIRON,
         "KEDRO_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
         "COLUMNS": "200",

@@ -45,7 +45,8 @@ def tracking(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("test")
-    yield MlflowClient(uri)
+    mlflow.set_registry_uri(uri)
+    yield MlflowClient(uri, registry_uri=uri)
     if mlflow.active_run():
         mlflow.end_run()
 

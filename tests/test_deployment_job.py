@@ -59,7 +59,8 @@ def job_project(tmp_path, source_days):
 def _client(project) -> MlflowClient:
     uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    mlflow.set_registry_uri(uri)  # not a registry another test left set
+    return MlflowClient(uri, registry_uri=uri)
 
 
 def _versions(client):
@@ -81,7 +82,9 @@ def test_model_lands_in_registry_with_lineage_and_reruns_reproduce(job_project):
         text=True,
         check=True,
     ).stdout.strip()
-    assert version.tags["modelops.git_commit"] == head
+    assert version.tags["modelops.git_commit"] == head, version.tags.get(
+        "modelops.git_error"
+    )
     assert version.tags["modelops.git_dirty"] == "false"
     assert version.tags["modelops.env"] == "dev"
     # the registered model loads and predicts from raw source rows

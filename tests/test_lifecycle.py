@@ -26,7 +26,8 @@ def project(tmp_path_factory):
 
 
 def _aliases(project) -> dict[str, int]:
-    client = MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
     model = client.get_registered_model(MODEL_NAME)
     return {alias: int(version) for alias, version in model.aliases.items()}
 

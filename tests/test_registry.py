@@ -38,7 +38,8 @@ def client(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("registry-test")
-    client = MlflowClient(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, registry_uri=uri)
     client.create_registered_model(NAME)
     for _ in range(3):
         with mlflow.start_run() as run:

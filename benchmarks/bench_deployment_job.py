@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import io
 import json
 import math
@@ -39,6 +38,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from modelops.lineage import library_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -59,7 +60,6 @@ BARE_IMPORTS = (
     "import matplotlib, mlflow, mlflow.sklearn, pandas, sklearn.ensemble, "
     "sklearn.inspection, sklearn.compose"
 )
-LIBRARIES = ("kedro", "kedro-mlflow", "mlflow", "scikit-learn", "pandas", "pyarrow")
 
 
 def parse_size(text: str) -> tuple[str, int]:
@@ -383,17 +383,6 @@ def print_table(results: list[dict[str, Any]], floor: dict[str, Any]) -> None:
         f"{floor['bare_imports']['seconds']:.1f} s / "
         f"{floor['bare_imports']['peak_mib']:.0f} MiB"
     )
-
-
-def library_versions() -> dict[str, str]:
-    """Versions the numbers depend on."""
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
 
 
 def code_version(ref: str | None) -> dict[str, Any]:

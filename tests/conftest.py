@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,41 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # The environment as the test session started: `kedro` subprocesses get this, not what
 # in-process code set since (bootstrap_project writes PYTHONPATH, MLflow its URIs).
 CLEAN_ENVIRON = dict(os.environ)
+# One migrated MLflow SQLite store per test session: migrating a new store costs seconds
+# (and races when several processes create it at once), copying the file costs nothing.
+_STORE_TEMPLATE: Path | None = None
+
+
+def mlflow_store_template() -> Path:
+    """A freshly migrated, empty MLflow SQLite database, made once per test session."""
+    global _STORE_TEMPLATE  # noqa: PLW0603 (a per-process cache)
+    if _STORE_TEMPLATE is None:
+        from mlflow.store.model_registry.sqlalchemy_store import (  # noqa: PLC0415
+            SqlAlchemyStore as RegistryStore,
+        )
+        from mlflow.store.tracking.sqlalchemy_store import (  # noqa: PLC0415
+            SqlAlchemyStore as TrackingStore,
+        )
+
+        folder = Path(tempfile.mkdtemp(prefix="mlflow-template-"))
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        TrackingStore(uri, str(folder / "artifacts"))  # runs the migrations
+        RegistryStore(uri)
+        _STORE_TEMPLATE = folder / "mlflow.db"
+    return _STORE_TEMPLATE
+
+
+def new_mlflow_store(folder: Path) -> str:
+    """Copy the migrated template to ``folder/mlflow.db`` and return its SQLite URI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(mlflow_store_template(), folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture
+def mlflow_store_uri(tmp_path) -> str:
+    """A new, empty, already migrated MLflow SQLite store for one test."""
+    return new_mlflow_store(tmp_path / "mlruns")
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +99,7 @@ def copy_project(destination: Path) -> Path:
     """Copy what a Kedro run needs (pyproject, src, conf without local) to a temp dir.
 
     Runs in the copy write their data/ and mlruns/ inside ``destination``, never into
-    the developer's.
+    the developer's; mlruns/ starts as a copy of the migrated template store.
     """
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copy2(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
@@ -79,6 +115,7 @@ def copy_project(destination: Path) -> Path:
     )
     (destination / "conf" / "local").mkdir()
     (destination / "data").mkdir()
+    new_mlflow_store(destination / "mlruns")  # where tracking.tracking_uri() looks
     return destination
 
 

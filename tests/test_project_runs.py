@@ -49,6 +49,10 @@ def test_commands_from_a_subfolder_use_the_projects_data_and_store(project):
     tables, manifests = _outputs(project, "dev")
     assert len(tables) == 1 and len(manifests) == 1
     assert f"model_input_table: {project / 'data' / 'dev'}" in result.stdout
+    # the project's logging (conf/logging.yml) applies although Kedro started in conf/
+    done = "INFO kedro.runner.sequential_runner: Pipeline execution completed"
+    assert done in result.stderr
+    assert "Pipeline execution completed" not in result.stdout
     assert (project / "mlruns" / "mlflow.db").is_file()
     history = run_kedro(conf, "models", "history", "--env", "dev")
     assert history.stdout.strip().endswith("No alias has been set yet.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -11,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from kedro.io import Version
 from mlflow.tracking import MlflowClient
 
+from modelops.batch_datasets import VersionedPartitionedDataset
 from modelops.modeling import model_inputs
 from tests.conftest import copy_project, run_kedro
 
@@ -174,6 +177,50 @@ def test_a_window_is_scored_partition_by_partition(served, registry):
         ["2025-03-24"],
     ]
     assert summary["output_version"] == last.name
+
+
+def _entries(folder) -> list[str]:
+    """Everything in an output folder, hidden staging folders included."""
+    return sorted(entry.name for entry in folder.iterdir())
+
+
+def test_a_failed_scoring_run_leaves_no_partial_version(served, tmp_path):
+    """Chunks written before a bad partition vanish; the re-run writes all of them."""
+    project = tmp_path / "copy"  # its own copy: the other tests count versions
+    shutil.copytree(served[0], project)
+    outputs = {
+        name: project / OUTPUT / name
+        for name in ("batch_predictions", "prediction_log")
+    }
+    before = {name: _entries(folder) for name, folder in outputs.items()}
+    simulate = ["simulate", "--start", "2025-03-25", "--days", "1", "--stations", "6"]
+    run_kedro(project, *simulate, "--corrupt", "nulls")
+    window = "serving.window.last_days=3,serving.chunk_rows=1"  # 03-23, 03-24, 03-25
+
+    failed = run_kedro(project, "run", "-p", "serving", "--params", window, check=False)
+    assert failed.returncode != 0
+    assert "Data contract violated in source partition '2025-03-25'" in failed.stderr
+    assert "Scored chunk 2025-03-24" in failed.stderr  # two chunks had been written
+    for name, folder in outputs.items():
+        assert _entries(folder) == before[name], name  # no version, no staging
+        reader = VersionedPartitionedDataset(
+            path=str(folder),
+            dataset="pandas.ParquetDataset",
+            filename_suffix=".parquet",
+            version=Version(None, "2099-01-01T00.00.00.000Z"),
+        )
+        assert sorted(reader.load()) == ["2025-03-22", "2025-03-23", NEWEST_DAY]
+
+    run_kedro(project, *simulate, "--overwrite")  # the feed delivers the day again
+    run_kedro(project, "run", "-p", "serving", "--params", window)
+    for name, folder in outputs.items():
+        (new,) = set(_entries(folder)) - set(before[name])
+        assert not new.startswith("."), name
+        assert _entries(folder / new) == [
+            "2025-03-23.parquet",
+            "2025-03-24.parquet",
+            "2025-03-25.parquet",
+        ]
 
 
 def _features(project) -> dict:

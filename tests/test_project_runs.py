@@ -43,6 +43,23 @@ def test_bare_run_is_dev_and_writes_only_the_dev_zone(project):
     assert manifest["rows"] == source_rows
 
 
+def test_commands_from_a_subfolder_use_the_projects_data_and_store(project):
+    conf = project / "conf"
+    result = run_kedro(conf, "run", "--pipelines", "data_processing")
+    tables, manifests = _outputs(project, "dev")
+    assert len(tables) == 1 and len(manifests) == 1
+    assert f"model_input_table: {project / 'data' / 'dev'}" in result.stdout
+    # the project's logging (conf/logging.yml) applies although Kedro started in conf/
+    done = "INFO kedro.runner.sequential_runner: Pipeline execution completed"
+    assert done in result.stderr
+    assert "Pipeline execution completed" not in result.stdout
+    assert (project / "mlruns" / "mlflow.db").is_file()
+    history = run_kedro(conf, "models", "history", "--env", "dev")
+    assert history.stdout.strip().endswith("No alias has been set yet.")
+    for stray in ("data", "mlruns"):
+        assert not (conf / stray).exists(), stray
+
+
 def test_acceptance_reads_everything_and_writes_only_its_zone(project):
     run_kedro(project, "run", "--env", "acceptance")
     data_files = files_under(project / "data")

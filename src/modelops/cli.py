@@ -5,15 +5,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 import mlflow
+import yaml
 from kedro.framework.cli.project import run as kedro_run
-from kedro.framework.project import settings
+from kedro.framework.project import LOGGING, settings
 from kedro.framework.startup import bootstrap_project
+from kedro.utils import find_kedro_project
 from mlflow.tracking import MlflowClient
 
 from modelops import registry, simulator
@@ -21,6 +25,76 @@ from modelops.errors import ConfigError, ModelopsError
 from modelops.tracking import tracking_uri
 
 SOURCE_DATASET = "source_partitions"
+LOGGING_FILE = Path("conf") / "logging.yml"
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The root of the Kedro project holding ``start`` (default: the working dir).
+
+    Found as Kedro finds it (``kedro.utils.find_kedro_project``): ``start`` itself or
+    the nearest parent with a pyproject.toml that has a ``[tool.kedro]`` section.
+
+    Raises:
+        ConfigError: no folder at or above ``start`` is a Kedro project.
+    """
+    start = (start or Path.cwd()).resolve()
+    root = find_kedro_project(start)
+    if root is None:
+        raise ConfigError(
+            f"No Kedro project at or above '{start}': project commands run inside the "
+            f"project, in its root or any folder below it (the root holds the "
+            f"pyproject.toml with a [tool.kedro] section).\nHint: cd into the modelops "
+            f"project and run the command again."
+        )
+    return Path(root)
+
+
+def apply_logging(config_file: Path) -> bool:
+    """Apply a logging config file through Kedro's LOGGING; capture warnings into it.
+
+    Returns:
+        False if the file does not exist (the logging in force is left as it is).
+    """
+    if not config_file.is_file():
+        return False
+    LOGGING.configure(yaml.safe_load(config_file.read_text(encoding="utf-8")))
+    logging.captureWarnings(True)
+    return True
+
+
+def enter_project(*, required: bool = True) -> Path:
+    """Make the project root the working directory and apply the project's logging.
+
+    Kedro resolves the catalog's relative paths (``data/<env>/...``) and this project
+    its MLflow store (``mlruns/``) against the working directory, and Kedro reads
+    ``conf/logging.yml`` relative to it when it is imported, before any project code
+    runs. So every project command starts here: it moves to the root, found from any
+    folder inside the project as Kedro's own commands find it, and applies the logging
+    file again (KEDRO_LOGGING_CONFIG if set, else ``conf/logging.yml``). A command
+    started in ``conf/`` or ``src/modelops/`` then reads, writes and logs exactly as
+    from the root. Re-applying also undoes what imports did meanwhile (MLflow attaches
+    its own log handler when imported).
+
+    Args:
+        required: Refuse to run outside a project. ``kedro run`` passes False: the
+            packaged project (``python -m modelops``) runs without one, from its conf
+            archive (``--conf-source``), in the working directory.
+
+    Raises:
+        ConfigError: ``required`` and no project holds the working directory.
+    """
+    chosen = os.environ.get("KEDRO_LOGGING_CONFIG")
+    # Resolved before moving: a relative KEDRO_LOGGING_CONFIG is meant from here.
+    user_file = Path(chosen).resolve() if chosen else None
+    try:
+        root = project_root()
+    except ConfigError:
+        if required:
+            raise
+        return Path.cwd()
+    os.chdir(root)
+    apply_logging(user_file or root / LOGGING_FILE)
+    return root
 
 
 def load_config(project_path: Path, env: str, key: str) -> dict[str, Any]:
@@ -167,6 +241,7 @@ def with_clean_errors(
 
     def clean_callback(**kwargs: Any) -> object:
         try:
+            enter_project(required=False)  # from any folder of the project
             if (
                 default_job
                 and not kwargs.get("pipelines")
@@ -204,10 +279,16 @@ cli.add_command(run)
 
 
 def _clean(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ModelopsError from a command into a plain message and exit code 1."""
+    """A project command: run from the project root; a ModelopsError is a plain message.
+
+    The command runs with the project root as working directory (``enter_project``),
+    whichever folder of the project it was started in, so ``Path.cwd()`` in it is the
+    root. A ModelopsError becomes its message and exit code 1.
+    """
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            enter_project()
             return function(*args, **kwargs)
         except ModelopsError as err:
             raise click.ClickException(f"{type(err).__name__}: {err}") from None
@@ -217,12 +298,21 @@ def _clean(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# Read-only registry questions default to prod's view.
 env_option = click.option(
     "--env",
     "-e",
     default="prod",
     show_default=True,
     help="Env whose registry view to use.",
+)
+# Commands that change state say the env explicitly: no default, a missing --env is
+# a usage error, so a typo or a forgotten flag can never move prod's alias.
+required_env_option = click.option(
+    "--env",
+    "-e",
+    required=True,
+    help="Env whose alias to move (prod: champion); required, no default.",
 )
 
 
@@ -233,26 +323,28 @@ def models_group() -> None:
 
 @models_group.command("history")
 @env_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON array, oldest first."
+)
 @_clean
 def history_command(env: str, as_json: bool) -> None:
     """Every alias move (promotion, rollback): which, from, to, when, by whom, why."""
     moves = models_history(Path.cwd(), env)
+    if as_json:  # exactly one JSON document on stdout (logs go to stderr)
+        click.echo(json.dumps([dataclasses.asdict(move) for move in moves], indent=2))
+        return
     if not moves:
         click.echo("No alias has been set yet.")
     for move in moves:
-        if as_json:
-            click.echo(json.dumps(dataclasses.asdict(move)))
-        else:
-            click.echo(
-                f"#{move.seq} {move.at} {move.alias}: {move.from_version or '-'} -> "
-                f"{move.to_version} [{move.kind} by env {move.env}, run "
-                f"{move.run_id or '-'}] {move.reason}"
-            )
+        click.echo(
+            f"#{move.seq} {move.at} {move.alias}: {move.from_version or '-'} -> "
+            f"{move.to_version} [{move.kind} by env {move.env}, run "
+            f"{move.run_id or '-'}] {move.reason}"
+        )
 
 
 @cli.command("rollback")
-@env_option
+@required_env_option
 @click.option(
     "--to-version", default=None, help="Version to return to (default: previous)."
 )
@@ -350,6 +442,7 @@ def simulate_command(  # noqa: PLR0913, PLR0917
 ) -> None:
     """Write production-source partitions (stand-in for the upstream feed)."""
     try:
+        enter_project()  # from any folder of the project
         if if_missing:
             existing = sorted(source_path(Path.cwd(), env).glob("*.parquet"))
             if existing:

@@ -1,7 +1,10 @@
-"""Project hooks: lineage tags on the MLflow run, and a summary of what a run wrote."""
+"""Project hooks: lineage tags, atomic staged outputs, a summary of what a run wrote."""
 
 from __future__ import annotations
 
+import importlib
+import logging
+import warnings
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -12,6 +15,41 @@ from kedro.io import MemoryDataset
 
 from modelops.datasets import ContentAddressedParquetDataset
 from modelops.lineage import git_state, library_versions
+
+logger = logging.getLogger(__name__)
+
+# MLflow warns "Add type hints to the `predict` method ..." when a PythonModel
+# subclass with an untyped ``predict`` is *defined* (PythonModel.__init_subclass__).
+# kedro-mlflow defines one, KedroPipelineModel, in kedro_mlflow.mlflow, which its
+# plugin entry points import in every `kedro` process; we do not own that class and
+# never log it as a model. MLflow raises the warning inside its own
+# ``catch_warnings()`` + ``simplefilter("once")``, which sits in front of any filter
+# we install, so a warnings filter cannot stop it. Instead the module is imported
+# here first (settings imports this module before Kedro loads plugins) with its
+# warnings recorded, and every warning except that one is issued again unchanged.
+TYPE_HINT_WARNING = "Add type hints to the `predict` method"
+KEDRO_MLFLOW_MODEL_MODULE = "kedro_mlflow.mlflow"
+
+
+def import_without_type_hint_warning(module: str = KEDRO_MLFLOW_MODEL_MODULE) -> None:
+    """Import ``module`` once, dropping only MLflow's type-hint warning about it."""
+    with warnings.catch_warnings(record=True) as caught:
+        importlib.import_module(module)
+    for warning in caught:
+        if issubclass(warning.category, UserWarning) and TYPE_HINT_WARNING in str(
+            warning.message
+        ):
+            continue
+        warnings.warn_explicit(
+            warning.message,
+            warning.category,
+            warning.filename,
+            warning.lineno,
+            source=warning.source,
+        )
+
+
+import_without_type_hint_warning()
 
 
 def saved_location(dataset: Any) -> str | None:
@@ -121,6 +159,63 @@ class LineageHooks:
         )
         if artifact_path:
             mlflow.log_artifact(location, artifact_path=artifact_path)
+
+
+def staged_outputs(pipeline: Any, catalog: Any) -> list[tuple[str, Any]]:
+    """The pipeline's outputs whose dataset stages writes: has ``commit``/``discard``."""
+    staged = []
+    for name in sorted(pipeline.all_outputs()):
+        dataset = catalog.get(name) if name in catalog else None
+        if callable(getattr(dataset, "commit", None)) and callable(
+            getattr(dataset, "discard", None)
+        ):
+            staged.append((name, dataset))
+    return staged
+
+
+class StagedOutputHooks:
+    """Make a run's staged outputs visible only when the whole run has succeeded.
+
+    A dataset that stages its writes (``commit()`` and ``discard()``, e.g.
+    ``VersionedPartitionedDataset``, saved chunk by chunk by a generator node) keeps
+    what a run writes hidden. This hook commits every such output of the pipeline
+    when the run has succeeded and discards them when it fails, so a failed run
+    leaves no partial version and cleans up after itself.
+
+    Why the pipeline hooks, not ``after_node_run``: in Kedro 1.7 ``after_node_run``
+    fires before the node's outputs are saved (for a generator node, before anything
+    past its first chunk has even been computed), and an error raised while a
+    generator streams reaches only ``on_pipeline_error``, never ``on_node_error``.
+    """
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run, before the summary
+    def after_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
+        """Commit every staged output; if one cannot be, discard the rest and fail."""
+        staged = staged_outputs(pipeline, catalog)
+        for position, (name, dataset) in enumerate(staged):
+            try:
+                dataset.commit()
+            except Exception:
+                logger.error("Could not commit the output '%s' of this run", name)
+                self._discard(staged[position:])
+                raise
+
+    @hook_impl
+    def on_pipeline_error(self, pipeline: Any, catalog: Any) -> None:
+        """Discard every staged output: a failed run makes nothing visible."""
+        self._discard(staged_outputs(pipeline, catalog))
+
+    @staticmethod
+    def _discard(staged: list[tuple[str, Any]]) -> None:
+        for name, dataset in staged:
+            try:
+                dataset.discard()
+            except Exception:  # never hide the run's own error behind this one
+                logger.exception(
+                    "Could not discard the staged output '%s': delete its hidden "
+                    "staging folder by hand (readers ignore it)",
+                    name,
+                )
 
 
 class RunSummaryHooks:

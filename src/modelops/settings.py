@@ -5,10 +5,10 @@ from __future__ import annotations
 from kedro.config import OmegaConfigLoader
 
 from modelops.access import AccessPolicyHooks
-from modelops.hooks import LineageHooks, RunSummaryHooks
+from modelops.hooks import LineageHooks, RunSummaryHooks, StagedOutputHooks
 from modelops.tracking import tracking_uri
 
-HOOKS = (AccessPolicyHooks(), LineageHooks(), RunSummaryHooks())
+HOOKS = (AccessPolicyHooks(), LineageHooks(), StagedOutputHooks(), RunSummaryHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -424,8 +424,10 @@ def test_versioned_partitions_write_one_folder_per_run_and_never_overwrite(tmp_p
     )
     with pytest.raises(DatasetError, match="never overwritten"):
         first.save({"day1": frame})
+    first.commit()  # a run's version appears once the run commits it
     second = versioned(tmp_path, "2025-01-02T00.00.00.000Z")
     second.save({"day1": frame.assign(a=[3, 4])})
+    second.commit()
     assert second.versions() == [
         "2025-01-01T00.00.00.000Z",
         "2025-01-02T00.00.00.000Z",

@@ -46,13 +46,6 @@ class AliasPolicy(Protocol):
         """Raise if the env may not set ``alias``."""
 
 
-class RegistrationPolicy(AliasPolicy, Protocol):
-    """What registering a version needs from an env's access policy."""
-
-    def check_register(self, dataset_name: str | None = None) -> None:
-        """Raise if the env may not register model versions."""
-
-
 @dataclass(frozen=True)
 class AliasMove:
     """One alias change, as recorded in the append-only history."""

@@ -585,6 +585,7 @@ def test_the_registry_dataset_refuses_to_register_without_the_right(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("prod")  # not an experiment id another test left active
     with mlflow.start_run(), pytest.raises(DatasetError) as refused:
         registrar.save({"model": None, "reason": "x"})
     assert isinstance(refused.value.__cause__, AccessPolicyError)

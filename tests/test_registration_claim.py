@@ -188,8 +188,7 @@ def test_releasing_a_claim_taken_over_leaves_the_new_holders_claim(store):
 def test_versions_are_found_by_their_fingerprint_tag(store):
     client = MlflowClient(store, registry_uri=store)
     client.create_registered_model(MODEL)
-    with mlflow.start_run() as run:
-        pass
+    run = client.create_run(client.create_experiment("claims"))
     for fingerprint in (FINGERPRINT, "f" * 64, FINGERPRINT):
         client.create_model_version(
             MODEL,

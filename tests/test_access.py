@@ -33,6 +33,7 @@ from modelops.datasets import (
     IncumbentModelDataset,
     MlflowJsonDataset,
     MlflowMetricsDataset,
+    RegisteredModelDataset,
 )
 from modelops.errors import AccessPolicyError, ModelopsError
 from modelops.settings import CONFIG_LOADER_ARGS
@@ -45,13 +46,24 @@ ZONES = {
     "prod": "data/prod",
 }
 POLICIES = {
-    "dev": {"read": ["source", "dev"], "write": ["dev"], "aliases": ["dev"]},
+    "dev": {
+        "read": ["source", "dev"],
+        "write": ["dev"],
+        "aliases": ["dev"],
+        "register": True,
+    },
     "acceptance": {
         "read": ["source", "acceptance"],
         "write": ["acceptance"],
         "aliases": ["challenger"],
+        "register": True,
     },
-    "prod": {"read": ["source", "prod"], "write": ["prod"], "aliases": ["champion"]},
+    "prod": {
+        "read": ["source", "prod"],
+        "write": ["prod"],
+        "aliases": ["champion"],
+        "register": False,
+    },
 }
 
 
@@ -227,6 +239,7 @@ def test_the_projects_policies_are_as_the_issue_says(env, tmp_path):
     assert policy.read == tuple(POLICIES[env]["read"])
     assert policy.write == tuple(POLICIES[env]["write"])
     assert policy.aliases == tuple(POLICIES[env]["aliases"])
+    assert policy.register is POLICIES[env]["register"]
     assert policy.zones["source"] == (tmp_path / "data" / "source").resolve()
 
 
@@ -293,6 +306,30 @@ def test_a_policy_that_breaks_the_rules_refuses(tmp_path, access, expected):
         tmp_path, {"dev": {"access": access}, "prod": {"access": POLICIES["prod"]}}
     )
     with pytest.raises(AccessPolicyError, match=re.escape(expected)):
+        load_policy(_loader(conf, "dev"), "dev", tmp_path)
+
+
+def test_the_right_to_register_is_absent_unless_granted(tmp_path):
+    """Fail closed: a policy without register: true may not register."""
+    rules = {k: v for k, v in POLICIES["dev"].items() if k != "register"}
+    conf = _write_conf(tmp_path, {"dev": {"access": rules}})
+    policy = load_policy(_loader(conf, "dev"), "dev", tmp_path)
+    assert policy.register is False
+    with pytest.raises(AccessPolicyError, match=r"absent means false"):
+        policy.check_register()
+
+
+@pytest.mark.parametrize("value", ["yes", "true", 1, None, ["dev"]])
+def test_the_right_to_register_must_be_true_or_false(tmp_path, value):
+    conf = _write_conf(
+        tmp_path, {"dev": {"access": {**POLICIES["dev"], "register": value}}}
+    )
+    with pytest.raises(
+        AccessPolicyError,
+        match=re.escape(
+            f"access.register in conf/dev/access.yml must be true or false, got {value!r}"
+        ),
+    ):
         load_policy(_loader(conf, "dev"), "dev", tmp_path)
 
 
@@ -485,3 +522,71 @@ def test_a_load_from_a_zone_added_after_the_check_is_refused(hooks, tmp_path):
     catalog["raw"] = ParquetDataset(filepath=str(tmp_path / "data/prod/raw.parquet"))
     with pytest.raises(AccessPolicyError, match=r"reading dataset 'raw' at .*prod"):
         hooks.before_dataset_loaded("raw")
+
+
+REGISTER_REFUSAL = (
+    "Access policy of env 'prod' forbids registering model versions (dataset "
+    "'registered_model'): env 'prod' has no access.register: true "
+    "(conf/prod/access.yml, rule access.register; absent means false).\nHint: prod "
+    "promotes what acceptance approved instead of registering its own: run `kedro run "
+    "--env acceptance`, then `kedro run --env prod` (its default job runs promotion); "
+    "pipelines that register run in an env whose access.yml says register: true."
+)
+
+
+def _hooks_for(tmp_path: Path, env: str) -> AccessPolicyHooks:
+    conf = _write_conf(
+        tmp_path, {name: {"access": rules} for name, rules in POLICIES.items()}
+    )
+    hooks = AccessPolicyHooks()
+    context = SimpleNamespace(config_loader=_loader(conf, env), project_path=tmp_path)
+    hooks.after_context_created(context)
+    return hooks
+
+
+def test_the_hook_refuses_a_registering_pipeline_in_an_env_without_the_right(tmp_path):
+    hooks = _hooks_for(tmp_path, "prod")
+    registrar = RegisteredModelDataset("m", alias="champion")  # prod's own alias
+    catalog = DataCatalog(
+        datasets={
+            "raw": ParquetDataset(filepath=str(tmp_path / "data/source/raw.parquet")),
+            "registered_model": registrar,
+        }
+    )
+    pipeline = Pipeline([Node(_identity, "raw", "registered_model", name="reg")])
+    with pytest.raises(AccessPolicyError) as refused:
+        hooks.before_pipeline_run({}, pipeline, catalog)
+    assert str(refused.value) == REGISTER_REFUSAL
+    # a pipeline that only reads the registry (promotion) is fine in prod
+    hooks.before_pipeline_run(
+        {}, Pipeline([Node(_identity, "raw", "x", name="n")]), catalog
+    )
+
+
+def test_the_hook_lets_an_env_with_the_right_register(tmp_path):
+    hooks = _hooks_for(tmp_path, "acceptance")
+    catalog = DataCatalog(
+        datasets={
+            "raw": ParquetDataset(filepath=str(tmp_path / "data/source/raw.parquet")),
+            "registered_model": RegisteredModelDataset("m", alias="challenger"),
+        }
+    )
+    pipeline = Pipeline([Node(_identity, "raw", "registered_model", name="reg")])
+    hooks.before_pipeline_run({}, pipeline, catalog)
+
+
+def test_the_registry_dataset_refuses_to_register_without_the_right(tmp_path):
+    """Defence in depth: even past the hook, a save in prod registers nothing."""
+    import mlflow  # noqa: PLC0415
+
+    hooks = _hooks_for(tmp_path, "prod")
+    registrar = RegisteredModelDataset("m", alias="champion")
+    hooks.after_catalog_created(DataCatalog(datasets={"registered_model": registrar}))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("prod")  # not an experiment id another test left active
+    with mlflow.start_run(), pytest.raises(DatasetError) as refused:
+        registrar.save({"model": None, "reason": "x"})
+    assert isinstance(refused.value.__cause__, AccessPolicyError)
+    assert "rule access.register" in str(refused.value)

@@ -16,6 +16,7 @@ from modelops.datasets import (
     MlflowMetricsDataset,
     RegisteredModelDataset,
 )
+from modelops.errors import AccessPolicyError
 from modelops.lineage import content_hash
 from modelops.modeling import model_inputs
 from modelops.pipelines.training.nodes import train_model
@@ -24,17 +25,31 @@ MODEL = {"class": "sklearn.linear_model.Ridge", "kwargs": {}, "seed": 0}
 
 
 class AllowAll:
-    """An access policy that lets the test env set any alias."""
+    """An access policy that lets the test env set any alias and register."""
 
     env = "dev"
 
     def check_alias(self, alias: str) -> None:
         """Allow everything."""
 
+    def check_register(self, dataset_name: str | None = None) -> None:
+        """Allow registering."""
 
-def _registered(alias: str) -> RegisteredModelDataset:
-    dataset = RegisteredModelDataset("demand", alias=alias)
-    dataset.bind_access_policy(AllowAll())
+
+class NoRegister(AllowAll):
+    """Like conf/prod/access.yml: aliases yes, registering no."""
+
+    env = "prod"
+
+    def check_register(self, dataset_name: str | None = None) -> None:
+        raise AccessPolicyError("env 'prod' may not register (rule access.register)")
+
+
+def _registered(alias: str, policy: object | None = None) -> RegisteredModelDataset:
+    dataset = RegisteredModelDataset(
+        "demand", alias=alias, claim_timeout_seconds=5, claim_poll_seconds=0.05
+    )
+    dataset.bind_access_policy(policy or AllowAll())
     return dataset
 
 
@@ -95,8 +110,13 @@ def _bundle(model_input_table, features):
         "model": model,
         "input_example": example,
         "tags": {"train_sha256": "abc"},
+        "fingerprint": "f" * 64,
         "reason": "ok",
     }
+
+
+def _versions(client) -> list[int]:
+    return sorted(int(v.version) for v in client.search_model_versions("name='demand'"))
 
 
 def test_registered_model_lands_with_tags_and_alias(
@@ -112,6 +132,10 @@ def test_registered_model_lands_with_tags_and_alias(
     assert version.tags["modelops.train_sha256"] == "abc"
     assert version.tags["modelops.git_commit"] == "deadbeef"
     assert version.tags["modelops.run_id"] == run.info.run_id
+    assert version.tags["modelops.fingerprint"] == "f" * 64
+    run_tags = tracking.get_run(run.info.run_id).data.tags
+    assert run_tags["modelops.registration_outcome"] == "registered"
+    assert run_tags["modelops.registered_version"] == "1"
     incumbent = IncumbentModelDataset("demand", ["champion", "dev"]).load()
     assert incumbent["alias"] == "dev" and incumbent["version"] == 1
     raw = model_inputs(model_input_table.head(20), features)
@@ -138,10 +162,9 @@ def test_unchanged_bundle_registers_nothing(tracking):
             {"model": None, "input_example": None, "tags": {}, "reason": "same"}
         )
     assert tracking.search_model_versions("name='demand'") == []
-    assert (
-        tracking.get_run(run.info.run_id).data.tags["modelops.registered_version"]
-        == "none"
-    )
+    tags = tracking.get_run(run.info.run_id).data.tags
+    assert tags["modelops.registered_version"] == "none"
+    assert tags["modelops.registration_outcome"] == "unchanged"
 
 
 def test_alias_moves_need_a_bound_policy(
@@ -150,3 +173,66 @@ def test_alias_moves_need_a_bound_policy(
     bundle = _bundle(model_input_table, data_processing_params["features"])
     with mlflow.start_run(), pytest.raises(DatasetError, match="no access policy"):
         RegisteredModelDataset("demand", alias="dev").save(bundle)
+
+
+def test_registering_the_same_candidate_again_registers_nothing(
+    tracking, model_input_table, data_processing_params
+):
+    bundle = _bundle(model_input_table, data_processing_params["features"])
+    with mlflow.start_run():
+        _registered("challenger").save(bundle)
+    with mlflow.start_run() as retry:  # e.g. a scheduler retrying the task
+        _registered("challenger").save(bundle)
+    assert _versions(tracking) == [1]
+    tags = tracking.get_run(retry.info.run_id).data.tags
+    assert tags["modelops.registration_outcome"] == "unchanged"
+    assert tags["modelops.registered_version"] == "1"
+    assert not tracking.list_artifacts(retry.info.run_id)  # no model logged either
+    # the claim was released: only the model itself is left
+    assert [m.name for m in tracking.search_registered_models()] == ["demand"]
+
+
+def test_an_identical_version_without_the_alias_is_reused(
+    tracking, model_input_table, data_processing_params
+):
+    """A run killed between registering and aliasing left a version: reuse it."""
+    bundle = _bundle(model_input_table, data_processing_params["features"])
+    with mlflow.start_run():
+        _registered("dev").save(bundle)  # version 1 under another alias
+    with mlflow.start_run() as rerun:
+        _registered("challenger").save(bundle)
+    assert _versions(tracking) == [1]
+    assert (
+        str(tracking.get_model_version_by_alias("demand", "challenger").version) == "1"
+    )
+    tags = tracking.get_run(rerun.info.run_id).data.tags
+    assert tags["modelops.registration_outcome"] == "reused"
+    other = {**bundle, "fingerprint": "e" * 64}
+    with mlflow.start_run():
+        _registered("challenger").save(other)
+    assert _versions(tracking) == [1, 2]
+    assert (
+        str(tracking.get_model_version_by_alias("demand", "challenger").version) == "2"
+    )
+
+
+def test_an_env_without_the_register_right_registers_nothing(
+    tracking, model_input_table, data_processing_params
+):
+    bundle = _bundle(model_input_table, data_processing_params["features"])
+    with (
+        mlflow.start_run() as run,
+        pytest.raises(DatasetError, match=r"rule access\.register"),
+    ):
+        _registered("champion", NoRegister()).save(bundle)
+    assert tracking.search_registered_models() == []
+    assert not tracking.list_artifacts(run.info.run_id)
+
+
+def test_a_bundle_without_fingerprint_is_refused(
+    tracking, model_input_table, data_processing_params
+):
+    bundle = _bundle(model_input_table, data_processing_params["features"])
+    with mlflow.start_run(), pytest.raises(DatasetError, match="no candidate fingerp"):
+        _registered("dev").save({**bundle, "fingerprint": None})
+    assert tracking.search_registered_models() == []

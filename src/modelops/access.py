@@ -17,7 +17,8 @@ from modelops.errors import AccessPolicyError
 logger = logging.getLogger(__name__)
 
 SOURCE_ZONE = "source"
-ACCESS_KEYS = ("read", "write", "aliases")
+ACCESS_KEYS = ("read", "write", "aliases", "register")
+LIST_KEYS = ("read", "write", "aliases")
 # Keys of a dataset's ``_describe()`` that name where it reads and writes.
 PATH_KEYS = ("filepath", "path", "directory")
 LOCAL_PROTOCOLS = frozenset({"file", "local"})
@@ -40,7 +41,8 @@ def _split_protocol(path: str) -> tuple[str | None, str]:
 
 @dataclass(frozen=True)
 class AccessPolicy:
-    """What one env may read, write and which registry aliases it may set.
+    """What one env may read, write, which registry aliases it may set, and whether
+    it may register model versions (``register``; absent in the file means no).
 
     ``zones`` maps each zone name to its absolute, resolved root. Writable zones are
     readable too (a run reads back what it wrote). Relative paths are taken relative
@@ -54,6 +56,7 @@ class AccessPolicy:
     write: tuple[str, ...]
     aliases: tuple[str, ...]
     project_path: Path = field(default_factory=Path.cwd)
+    register: bool = False
 
     @property
     def conf_file(self) -> str:
@@ -167,6 +170,21 @@ class AccessPolicy:
             f"(`kedro run --env ...`)."
         )
 
+    def check_register(self, dataset_name: str | None = None) -> None:
+        """Raise AccessPolicyError unless the env may register model versions."""
+        if self.register:
+            return
+        by = f" (dataset '{dataset_name}')" if dataset_name else ""
+        raise AccessPolicyError(
+            f"Access policy of env '{self.env}' forbids registering model versions"
+            f"{by}: env '{self.env}' has no access.register: true ({self.conf_file}, "
+            f"rule access.register; absent means false).\nHint: prod promotes what "
+            f"acceptance approved instead of registering its own: run `kedro run "
+            f"--env acceptance`, then `kedro run --env prod` (its default job runs "
+            f"promotion); pipelines that register run in an env whose access.yml says "
+            f"register: true."
+        )
+
 
 def _string_list(value: Any, key: str, conf_file: str) -> tuple[str, ...]:
     if value is None:
@@ -242,8 +260,15 @@ def load_policy(config_loader: Any, env: str, project_path: Path) -> AccessPolic
             f"expected only {_listing(ACCESS_KEYS)}.\nHint: is this a typo?"
         )
     read, write, aliases = (
-        _string_list(access.get(key), key, conf_file) for key in ACCESS_KEYS
+        _string_list(access.get(key), key, conf_file) for key in LIST_KEYS
     )
+    register = access.get("register", False)
+    if not isinstance(register, bool):
+        raise AccessPolicyError(
+            f"access.register in {conf_file} must be true or false, got "
+            f"{register!r}.\nHint: write register: true if env '{env}' may register "
+            f"model versions, else register: false (absent means false)."
+        )
 
     zones_conf = config_loader["globals"].get("zones")
     if not isinstance(zones_conf, Mapping) or not zones_conf:
@@ -289,6 +314,7 @@ def load_policy(config_loader: Any, env: str, project_path: Path) -> AccessPolic
         write=write,
         aliases=aliases,
         project_path=project_path,
+        register=register,
     )
 
 
@@ -341,13 +367,16 @@ def check_catalog(policy: AccessPolicy, catalog: Any, pipeline: Any) -> None:
     """Check the pipeline's outputs for write rights, then the whole catalog for read.
 
     Every catalog entry counts, used by this pipeline or not, plus the pipeline's
-    datasets that only a dataset factory pattern declares. An output that moves
+    datasets that only a dataset factory pattern declares. An output that registers
+    model versions (``registers`` is true) needs access.register; one that moves
     registry aliases (it has ``access_aliases``) is checked for alias rights too.
     """
     for name in sorted(pipeline.all_outputs()):
         dataset = catalog.get(name) if name in catalog else None
         if dataset is not None:
             check_dataset(policy, name, dataset, "write")
+            if getattr(dataset, "registers", False) is True:
+                policy.check_register(name)
             for alias in getattr(dataset, "access_aliases", None) or ():
                 policy.check_alias(alias, dataset_name=name)
     names = dict.fromkeys([*catalog.keys(), *sorted(pipeline.datasets())])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -15,7 +16,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from modelops import registry
-from modelops.lineage import content_hash
+from modelops.lineage import code_state, content_hash
+
+logger = logging.getLogger(__name__)
 
 
 class ContentAddressedParquetDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
@@ -162,20 +165,23 @@ class MlflowJsonDataset(_ActiveRunDataset):
 
 
 class IncumbentModelDataset(AbstractDataset[None, dict[str, Any] | None]):
-    """The model the candidate must beat: the first alias in ``aliases`` that exists.
+    """A registered version by alias: the first alias in ``aliases`` that exists.
 
     Loads ``{"alias", "version", "run_id", "tags", "model"}`` or None when no alias is set
-    (nothing promoted yet). Read-only.
+    (nothing promoted yet). With ``load_model: false`` only the version's metadata is
+    read and ``model`` is None. Read-only.
     """
 
     def __init__(
         self,
         model_name: str,
         aliases: list[str],
+        load_model: bool = True,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._model_name = model_name
         self._aliases = list(aliases)
+        self._load_model = load_model
         self.metadata = metadata
 
     def _load(self) -> dict[str, Any] | None:
@@ -184,7 +190,11 @@ class IncumbentModelDataset(AbstractDataset[None, dict[str, Any] | None]):
             version = registry.alias_version(client, self._model_name, alias)
             if version is None:
                 continue
-            model = mlflow.sklearn.load_model(f"models:/{self._model_name}@{alias}")
+            model = (
+                mlflow.sklearn.load_model(f"models:/{self._model_name}@{alias}")
+                if self._load_model
+                else None
+            )
             return {
                 "alias": alias,
                 "version": int(version.version),
@@ -198,30 +208,71 @@ class IncumbentModelDataset(AbstractDataset[None, dict[str, Any] | None]):
         raise DatasetError("IncumbentModelDataset is read-only.")
 
     def _describe(self) -> dict[str, Any]:
-        return {"model_name": self._model_name, "aliases": self._aliases}
+        return {
+            "model_name": self._model_name,
+            "aliases": self._aliases,
+            "load_model": self._load_model,
+        }
 
 
-class RegisteredModelDataset(_ActiveRunDataset):
-    """Log an approved model to the active run, register it and set the env's alias.
+class CodeStateDataset(AbstractDataset[None, dict[str, str]]):
+    """The code a run executes: ``{git_commit, git_dirty, code_sha256}``. Read-only.
 
-    ``save`` takes ``{"model", "input_example", "tags", "reason"}`` (``model`` None:
-    nothing to register, the candidate is the incumbent retrained): the signature is
-    inferred from the small input example (never the whole training set), pip
-    requirements are given explicitly (no inference subprocess), and the project's
-    package travels with the model as ``code_paths`` so it loads anywhere.
+    ``project_dir`` is the git checkout to ask (the working directory, which is the
+    project root for ``kedro run``); outside a checkout the commit is ``unknown``
+    and the package's source hash still identifies the code.
     """
 
     def __init__(
+        self, project_dir: str = ".", metadata: dict[str, Any] | None = None
+    ) -> None:
+        self._project_dir = project_dir
+        self.metadata = metadata
+
+    def _load(self) -> dict[str, str]:
+        return code_state(Path(self._project_dir).absolute())
+
+    def _save(self, data: None) -> None:
+        raise DatasetError("CodeStateDataset is read-only.")
+
+    def _describe(self) -> dict[str, Any]:
+        # Not a data location: the access policy's path keys are left out on purpose.
+        return {"project_dir": self._project_dir}
+
+
+class RegisteredModelDataset(_ActiveRunDataset):
+    """Register an approved model once and point the env's alias at it.
+
+    ``save`` takes ``{"model", "input_example", "tags", "fingerprint", "reason"}``
+    (``model`` None: the gate found nothing new, nothing is registered). Registration
+    is idempotent and safe under concurrent runs: holding the registration claim of
+    the candidate's fingerprint (see ``registry.registration_claim``), it reuses a
+    version already registered with that fingerprint (moving the alias to it if
+    needed) and registers only when there is none. The model is logged with a
+    signature inferred from the small input example (never the whole training set),
+    explicit pip requirements (no inference subprocess) and the project's package as
+    ``code_paths`` so it loads anywhere. The outcome (``registered``, ``reused`` or
+    ``unchanged``) and the version are tagged on the run.
+    """
+
+    registers = True  # the access hook refuses it in an env without access.register
+
+    def __init__(  # noqa: PLR0913
         self,
         model_name: str,
         alias: str,
         artifact_name: str = "model",
+        *,
+        claim_timeout_seconds: float = registry.CLAIM_TIMEOUT_SECONDS,
+        claim_poll_seconds: float = registry.CLAIM_POLL_SECONDS,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(metadata)
         self._model_name = model_name
         self._alias = alias
         self._artifact_name = artifact_name
+        self._claim_timeout = float(claim_timeout_seconds)
+        self._claim_poll = float(claim_poll_seconds)
 
     @property
     def access_aliases(self) -> tuple[str, ...]:
@@ -231,10 +282,88 @@ class RegisteredModelDataset(_ActiveRunDataset):
     def _save(self, data: dict[str, Any]) -> None:
         run_id = self._active_run_id()
         policy = self._policy()  # refuse before logging anything
+        check_register = getattr(policy, "check_register", None)
+        if not callable(check_register):  # fail closed: no right known, no right
+            raise DatasetError(
+                f"The access policy bound to RegisteredModelDataset '{self._model_name}' "
+                f"cannot say whether env '{policy.env}' may register model versions."
+                f"\nHint: keep modelops.access.AccessPolicyHooks in HOOKS "
+                f"(src/modelops/settings.py)."
+            )
+        check_register(None)
         if data.get("model") is None:  # the gate found nothing new to register
-            mlflow.set_tags({"modelops.registered_version": "none"})
-            self._data = {"model_name": self._model_name, "version": None}
+            self._record("unchanged", None)
             return
+        fingerprint = data.get("fingerprint")
+        if not fingerprint:
+            raise DatasetError(
+                f"The registration request for '{self._model_name}' has no candidate "
+                f"fingerprint, so it cannot be registered exactly once.\nHint: "
+                f"build it with the deployment pipeline's prepare_registration node."
+            )
+        client = MlflowClient()
+        with registry.registration_claim(
+            client,
+            self._model_name,
+            fingerprint,
+            run_id=run_id,
+            env=policy.env,
+            timeout_seconds=self._claim_timeout,
+            poll_seconds=self._claim_poll,
+        ):
+            outcome, version = self._register_once(
+                client, data, fingerprint, run_id, policy
+            )
+            self._verify_alias(client, version)
+        self._record(outcome, version)
+
+    def _register_once(
+        self,
+        client: MlflowClient,
+        data: dict[str, Any],
+        fingerprint: str,
+        run_id: str,
+        policy: registry.AliasPolicy,
+    ) -> tuple[str, str]:
+        """Under the claim: reuse an identical version, else register a new one."""
+        same = registry.versions_with_fingerprint(client, self._model_name, fingerprint)
+        current = registry.alias_version(client, self._model_name, self._alias)
+        if same:
+            if current is not None and str(current.version) in {
+                str(version.version) for version in same
+            }:
+                logger.info(
+                    "%s@%s already points to version %s with this candidate's "
+                    "fingerprint: nothing registered, no alias moved.",
+                    self._model_name,
+                    self._alias,
+                    current.version,
+                )
+                return "unchanged", str(current.version)
+            version = str(same[-1].version)
+            registry.set_alias(
+                client,
+                self._model_name,
+                self._alias,
+                version,
+                policy=policy,
+                run_id=run_id,
+                reason=(
+                    f"{data['reason']} An identical candidate (fingerprint "
+                    f"{fingerprint[:12]}) is already registered as version {version}: "
+                    f"reused, nothing new registered."
+                ),
+            )
+            return "reused", version
+        return "registered", self._register_new(client, data, run_id, policy)
+
+    def _register_new(
+        self,
+        client: MlflowClient,
+        data: dict[str, Any],
+        run_id: str,
+        policy: registry.AliasPolicy,
+    ) -> str:
         example = data["input_example"]
         with warnings.catch_warnings():
             # MLflow warns that int columns cannot hold missing values; the data
@@ -253,12 +382,12 @@ class RegisteredModelDataset(_ActiveRunDataset):
             pip_requirements=registry.pip_requirements(),
             code_paths=[str(registry.package_dir())],
         )
-        client = MlflowClient()
         run_tags = client.get_run(run_id).data.tags
         tags = {
             **{k: v for k, v in run_tags.items() if k.startswith("modelops.")},
             **{f"modelops.{k}": str(v) for k, v in data["tags"].items()},
             "modelops.run_id": run_id,
+            registry.FINGERPRINT_TAG: data["fingerprint"],
         }
         try:
             version = registry.register_version(
@@ -282,10 +411,33 @@ class RegisteredModelDataset(_ActiveRunDataset):
             # Leave the registry as it was: no version without its alias.
             client.delete_model_version(self._model_name, version)
             raise
+        return version
+
+    def _verify_alias(self, client: MlflowClient, version: str) -> None:
+        """Read the alias back: every registry write is checked, never assumed."""
+        current = registry.alias_version(client, self._model_name, self._alias)
+        found = None if current is None else str(current.version)
+        if found != version:
+            raise DatasetError(
+                f"After registration '{self._model_name}@{self._alias}' points to "
+                f"version {found}, not {version}: another run moved it at the same "
+                f"time. Version {version} stays registered.\nHint: look at "
+                f"`kedro models history --env <env>` and run the job again."
+            )
+
+    def _record(self, outcome: str, version: str | None) -> None:
         mlflow.set_tags(
-            {"modelops.registered_version": version, "modelops.alias": self._alias}
+            {
+                "modelops.registered_version": version or "none",
+                "modelops.registration_outcome": outcome,
+                "modelops.alias": self._alias,
+            }
         )
-        self._data = {"model_name": self._model_name, "version": version}
+        self._data = {
+            "model_name": self._model_name,
+            "version": version,
+            "outcome": outcome,
+        }
 
 
 class AliasDataset(_ActiveRunDataset):

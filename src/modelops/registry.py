@@ -6,6 +6,11 @@ import datetime as dt
 import importlib.metadata
 import json
 import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,11 +21,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from modelops.errors import ModelopsError
+from modelops.lineage import FINGERPRINT_TAG
 
 logger = logging.getLogger(__name__)
 
 SERVING_REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle")
 HISTORY_TAG_PREFIX = "modelops.alias_history."
+CLAIM_INFIX = ".claim."
+CLAIM_KEY_LENGTH = 32
+CLAIM_TIMEOUT_SECONDS = 900.0
+CLAIM_POLL_SECONDS = 2.0
 
 
 class RegistryError(ModelopsError):
@@ -267,3 +277,213 @@ def version_lineage(
             if key.startswith("modelops.lib.")
         },
     }
+
+
+def versions_with_fingerprint(
+    client: MlflowClient, model_name: str, fingerprint: str
+) -> list[ModelVersion]:
+    """Registered, ready versions of ``model_name`` tagged with ``fingerprint``.
+
+    Oldest first. Searched on the registry side (a tag filter); a registry that
+    refuses the filter is answered by listing the model's versions instead.
+    """
+    quoted = model_name.replace("'", "''")
+    try:
+        found = client.search_model_versions(
+            f"name = '{quoted}' AND tags.`{FINGERPRINT_TAG}` = '{fingerprint}'"
+        )
+    except MlflowException as err:
+        if err.error_code != "INVALID_PARAMETER_VALUE":
+            raise
+        found = [
+            version
+            for version in client.search_model_versions(f"name = '{quoted}'")
+            if version.tags.get(FINGERPRINT_TAG) == fingerprint
+        ]
+    ready = [
+        version
+        for version in found
+        if version.tags.get(FINGERPRINT_TAG) == fingerprint
+        and str(version.status) == "READY"
+    ]
+    return sorted(ready, key=lambda version: int(version.version))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A held registration claim: the registered model ``name``, created at ``created_ms``."""
+
+    name: str
+    created_ms: int
+
+
+def claim_name(model_name: str, fingerprint: str) -> str:
+    """The registered-model name whose creation claims ``fingerprint`` for ``model_name``."""
+    return f"{model_name}{CLAIM_INFIX}{fingerprint[:CLAIM_KEY_LENGTH]}"
+
+
+def try_claim(
+    client: MlflowClient, name: str, tags: Mapping[str, str] | None = None
+) -> Claim | None:
+    """Create the registered model ``name``: the claim, or None if someone holds it.
+
+    Registered-model names are unique in every MLflow store (SQLite or a server on
+    PostgreSQL), so of several creators exactly one succeeds.
+    """
+    try:
+        model = client.create_registered_model(
+            name,
+            tags=dict(tags or {}),
+            description="modelops registration claim: deleted when the holder is done.",
+        )
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_ALREADY_EXISTS":
+            return None
+        raise
+    return Claim(name=name, created_ms=int(model.creation_timestamp))
+
+
+def claim_holder(client: MlflowClient, name: str) -> tuple[int, dict[str, str]] | None:
+    """``(created_ms, tags)`` of the claim ``name``, or None if nobody holds it."""
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return int(model.creation_timestamp), dict(model.tags)
+
+
+def release_claim(client: MlflowClient, claim: Claim) -> None:
+    """Delete the claim, unless it is no longer ours (taken over as stale)."""
+    held = claim_holder(client, claim.name)
+    if held is None or held[0] != claim.created_ms:
+        logger.warning(
+            "Registration claim %s was taken over while held (it outlived the claim "
+            "timeout); leaving the new holder's claim in place.",
+            claim.name,
+        )
+        return
+    try:
+        client.delete_registered_model(claim.name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+
+
+def _take_over(
+    client: MlflowClient, name: str, stale_ms: int, tags: Mapping[str, str]
+) -> Claim | None:
+    """Replace the stale claim created at ``stale_ms``; None if another waiter does.
+
+    Waiters first race for a marker named after this stale claim (one wins); the
+    winner deletes the stale claim only if it is still the same one, then races
+    for the claim like anyone else.
+    """
+    marker = try_claim(client, f"{name}.takeover.{stale_ms}", tags)
+    if marker is None:
+        return None
+    try:
+        held = claim_holder(client, name)
+        if held is not None and held[0] == stale_ms:
+            logger.warning(
+                "Taking over registration claim %s: held by %s since %s without "
+                "release (its holder died or outlived the claim timeout).",
+                name,
+                held[1].get("modelops.claim.run_id", "unknown run"),
+                dt.datetime.fromtimestamp(stale_ms / 1000, dt.UTC).isoformat(),
+            )
+            try:
+                client.delete_registered_model(name)
+            except MlflowException as err:
+                if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+        return try_claim(client, name, tags)
+    finally:
+        release_claim(client, marker)
+
+
+def acquire_claim(  # noqa: PLR0913
+    client: MlflowClient,
+    name: str,
+    *,
+    tags: Mapping[str, str] | None = None,
+    timeout_seconds: float = CLAIM_TIMEOUT_SECONDS,
+    poll_seconds: float = CLAIM_POLL_SECONDS,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Claim:
+    """Hold the claim ``name``: create it, or wait until its holder releases it.
+
+    A claim held longer than ``timeout_seconds`` (by the store's creation time, or
+    as long as this waiter has watched it) belongs to a holder that died; it is
+    taken over.
+    """
+    tags = dict(tags or {})
+    watched_since: dict[int, float] = {}
+    announced: set[int] = set()
+    while True:
+        claim = try_claim(client, name, tags)
+        if claim is not None:
+            return claim
+        held = claim_holder(client, name)
+        if held is None:  # released between our create and our look
+            continue
+        created_ms, holder = held
+        now = clock()
+        watched = now - watched_since.setdefault(created_ms, now)
+        age = max(now - created_ms / 1000, watched)
+        if age >= timeout_seconds:
+            claim = _take_over(client, name, created_ms, tags)
+            if claim is not None:
+                return claim
+        elif created_ms not in announced:
+            announced.add(created_ms)
+            logger.info(
+                "Waiting for registration claim %s, held by run %s (env %s); an "
+                "identical candidate is being registered.",
+                name,
+                holder.get("modelops.claim.run_id", "unknown"),
+                holder.get("modelops.claim.env", "unknown"),
+            )
+        sleep(poll_seconds)
+
+
+@contextmanager
+def registration_claim(  # noqa: PLR0913
+    client: MlflowClient,
+    model_name: str,
+    fingerprint: str,
+    *,
+    run_id: str | None,
+    env: str,
+    timeout_seconds: float = CLAIM_TIMEOUT_SECONDS,
+    poll_seconds: float = CLAIM_POLL_SECONDS,
+) -> Iterator[Claim]:
+    """Hold the registration claim of ``fingerprint`` while the block runs.
+
+    MLflow has no compare-and-set; registered-model name uniqueness is the one
+    atomic primitive on every store. Only one run at a time registers a given
+    candidate: the others wait, then find its version. The claim is released
+    whatever happens in the block.
+    """
+    tags = {
+        "modelops.claim.run_id": str(run_id),
+        "modelops.claim.env": env,
+        "modelops.claim.model": model_name,
+        "modelops.claim.fingerprint": fingerprint,
+        "modelops.claim.host": socket.gethostname(),
+        "modelops.claim.pid": str(os.getpid()),
+        "modelops.claim.at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    claim = acquire_claim(
+        client,
+        claim_name(model_name, fingerprint),
+        tags=tags,
+        timeout_seconds=timeout_seconds,
+        poll_seconds=poll_seconds,
+    )
+    try:
+        yield claim
+    finally:
+        release_claim(client, claim)

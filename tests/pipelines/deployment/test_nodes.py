@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from modelops.errors import ConfigError, DeploymentRejected
+from modelops.lineage import candidate_fingerprint
 from modelops.pipelines.deployment.nodes import (
     decide_deployment,
     enforce_deployment_gate,
@@ -214,3 +215,143 @@ def test_registration_bundle_carries_lineage_and_a_small_example(
         features,
     )
     assert unchanged["model"] is None
+
+
+# --- threshold first, idempotent per env -------------------------------------------
+
+CODE = {"git_commit": "1" * 40, "git_dirty": "false", "code_sha256": "c" * 64}
+
+
+def _fingerprint(features, code=CODE, model=MODEL):
+    return candidate_fingerprint(
+        train_sha256=SPLIT["train_sha256"],
+        test_sha256=SPLIT["test_sha256"],
+        model_config=model,
+        features=features,
+        git_commit=code["git_commit"],
+        code_sha256=code["code_sha256"],
+    )
+
+
+def _current(alias, version, fingerprint):
+    """The env's own alias version, as current_alias_version loads it (no model)."""
+    return {
+        "alias": alias,
+        "version": version,
+        "run_id": "r0",
+        "tags": {"modelops.fingerprint": fingerprint},
+        "model": None,
+    }
+
+
+def test_a_candidate_identical_to_the_envs_own_alias_is_unchanged(test_set, features):
+    """acceptance: challenger (v4) != champion (v3); a re-run must not register v5."""
+    champion = _incumbent(4.0, test_set)  # scores far worse than 3.0: beatable
+    current = _current("challenger", 4, _fingerprint(features))
+    decision = decide_deployment(
+        {"rmse": 3.0}, champion, test_set, SPLIT, MODEL, features, GATE, current, CODE
+    )
+    assert decision["outcome"] == "unchanged" and decision["unchanged"]
+    assert not decision["approved"]
+    assert decision["fingerprint"] == _fingerprint(features)
+    assert decision["unchanged_version"] == 4
+    assert (
+        "The candidate is challenger version 4 (same train and test data"
+        in (decision["reason"])
+    )
+    assert enforce_deployment_gate(decision) == decision  # not a failure
+    bundle = prepare_registration(
+        None, test_set, decision, SPLIT, {}, {}, MODEL, features
+    )
+    assert bundle["model"] is None  # nothing to register
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"code": {**CODE, "git_commit": "2" * 40}},
+        {"code": {**CODE, "code_sha256": "d" * 64}},  # an uncommitted edit
+        {"model": {**MODEL, "seed": 1}},
+        {"split": {**SPLIT, "test_sha256": "e" * 64}},
+    ],
+    ids=["other-commit", "other-code", "other-seed", "other-test-set"],
+)
+def test_a_candidate_that_differs_from_the_own_alias_is_not_unchanged(
+    test_set, features, changed
+):
+    current = _current("challenger", 4, _fingerprint(features))
+    decision = decide_deployment(
+        {"rmse": 3.0},
+        None,
+        test_set,
+        changed.get("split", SPLIT),
+        changed.get("model", MODEL),
+        features,
+        GATE,
+        current,
+        changed.get("code", CODE),
+    )
+    assert decision["outcome"] == "approved"
+    assert decision["fingerprint"] != _fingerprint(features)
+
+
+def test_the_deployed_model_that_misses_the_threshold_fails_the_run(test_set, features):
+    """Threshold first: unchanged data, a threshold the deployed model misses."""
+    strict = {**GATE, "business_threshold": 0.000001}
+    current = _current("dev", 1, _fingerprint(features))
+    decision = decide_deployment(
+        {"rmse": 3.25}, None, test_set, SPLIT, MODEL, features, strict, current, CODE
+    )
+    assert decision["outcome"] == "rejected"
+    assert not decision["approved"] and not decision["unchanged"]
+    with pytest.raises(DeploymentRejected) as info:
+        enforce_deployment_gate(decision)
+    message = str(info.value)
+    assert message == (
+        "Deployment gate rejected: the deployed model itself misses the business "
+        "requirement: the candidate is dev version 1 (same train and test data, model "
+        f"and feature config and code: fingerprint {_fingerprint(features)[:12]}), and "
+        f"it scores rmse 3.2500 on the current {len(test_set)} test rows, not below "
+        "the business threshold 1e-06 (gate.business_threshold). Nothing was "
+        "registered and no alias moved. Hint: train a model that meets the "
+        "requirement (conf/base/parameters_training.yml); if the requirement itself "
+        "is wrong, change gate.business_threshold in "
+        "conf/base/parameters_deployment.yml."
+    )
+
+
+def test_a_retrained_incumbent_that_misses_the_threshold_fails_too(test_set, features):
+    mean = float(test_set["rentals"].mean())
+    rmse = float(np.sqrt(((test_set["rentals"] - mean) ** 2).mean()))
+    tags = {
+        "modelops.train_sha256": SPLIT["train_sha256"],
+        "modelops.model_config": json.dumps(MODEL, sort_keys=True),
+    }
+    incumbent = _incumbent(mean, test_set, **tags)
+    strict = {**GATE, "business_threshold": rmse / 2}
+    decision = decide_deployment(
+        {"rmse": rmse}, incumbent, test_set, SPLIT, MODEL, features, strict
+    )
+    assert decision["outcome"] == "rejected"
+    with pytest.raises(
+        DeploymentRejected,
+        match=r"the deployed model itself misses the business requirement: the "
+        r"candidate is champion version 3 retrained on the same data",
+    ):
+        enforce_deployment_gate(decision)
+
+
+def test_the_bundle_carries_the_fingerprint(model_input_table, features):
+    decision = {"approved": True, "reason": "ok", "fingerprint": "9" * 64}
+    source = {
+        "first_partition": "a",
+        "last_partition": "b",
+        "partition_count": 1,
+        "rows": 1,
+    }
+    model = train_model(model_input_table, features, MODEL)
+    bundle = prepare_registration(
+        model, model_input_table, decision, SPLIT, source, {}, MODEL, features
+    )
+    assert bundle["fingerprint"] == "9" * 64
+    assert bundle["tags"]["fingerprint"] == "9" * 64

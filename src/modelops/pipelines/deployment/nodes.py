@@ -13,6 +13,7 @@ from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_err
 from sklearn.pipeline import Pipeline
 
 from modelops.errors import ConfigError, DeploymentRejected
+from modelops.lineage import FINGERPRINT_TAG, candidate_fingerprint
 from modelops.modeling import model_inputs
 
 DEPLOYMENT_CONF = "conf/base/parameters_deployment.yml"
@@ -35,15 +36,23 @@ def decide_deployment(
     model_config: Mapping[str, Any],
     features: Mapping[str, Any],
     gate: Mapping[str, Any],
+    current: Mapping[str, Any] | None = None,
+    code: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Decide whether the candidate may be registered.
 
-    The candidate must always beat the business threshold. When a model has been
-    promoted (an incumbent alias exists), it must also beat that model **evaluated
-    now on the same test set** by at least ``min_improvement`` (relative) — never
-    its old logged metric. A candidate trained on the incumbent's train set with the
-    incumbent's config that scores exactly the same is the incumbent retrained:
-    ``unchanged``, nothing to register, and not a failure.
+    The business threshold comes first, every time: a candidate that misses it is
+    rejected, even one identical to the deployed model (then the message says that
+    the deployed model itself misses the requirement). When a model has been
+    promoted (an incumbent alias exists), the candidate must also beat that model
+    **evaluated now on the same test set** by at least ``min_improvement``
+    (relative) — never its old logged metric.
+
+    A candidate is ``unchanged`` (nothing to register, not a failure) when it is
+    identical to the version the env's own alias points to — same candidate
+    fingerprint: train and test content, model and feature config, code — or when
+    it is the incumbent retrained on the same train set with the same config and
+    scoring exactly the same.
 
     Args:
         metrics: The candidate's metrics on the test set.
@@ -53,9 +62,14 @@ def decide_deployment(
         model_config: The ``model`` parameters the candidate was trained with.
         features: The ``features`` parameters.
         gate: ``metric``, ``business_threshold``, ``min_improvement``.
+        current: The version the env's own alias points to (``alias``, ``version``,
+            ``tags``; its model is not needed) or None.
+        code: ``{"git_commit", "code_sha256", ...}`` of the running code; without it
+            the candidate has no fingerprint.
 
     Returns:
-        The decision: ``approved``, the values compared and a one-paragraph reason.
+        The decision: ``approved``, ``outcome``, the values compared, the
+        candidate's ``fingerprint`` and a one-paragraph reason.
     """
     metric = gate["metric"]
     if metric not in GATE_METRICS:
@@ -72,13 +86,29 @@ def decide_deployment(
         return value < bar if lower_is_better else value > bar
 
     passes_threshold = beats(candidate, threshold)
+    fingerprint = (
+        None
+        if code is None
+        else candidate_fingerprint(
+            train_sha256=split_manifest["train_sha256"],
+            test_sha256=split_manifest["test_sha256"],
+            model_config=model_config,
+            features=features,
+            git_commit=code["git_commit"],
+            code_sha256=code["code_sha256"],
+        )
+    )
     decision: dict[str, Any] = {
         "metric": metric,
         "lower_is_better": lower_is_better,
         "candidate_value": candidate,
         "business_threshold": threshold,
+        "passes_threshold": passes_threshold,
         "min_improvement": margin,
         "test_rows": len(test_set),
+        "fingerprint": fingerprint,
+        "current_alias": None if current is None else current["alias"],
+        "current_version": None if current is None else current["version"],
         "incumbent_alias": None,
         "incumbent_version": None,
         "incumbent_run_id": None,
@@ -105,24 +135,94 @@ def decide_deployment(
             f"{'below' if lower_is_better else 'above'} {required:.4f} with a margin "
             f"of {margin:.1%}) and the business threshold {threshold:g}"
         )
-    unchanged = incumbent is not None and _is_retrained_incumbent(
-        incumbent, candidate, decision["incumbent_value"], split_manifest, model_config
+    same_as, why = _identical_deployed(
+        current,
+        fingerprint,
+        incumbent,
+        candidate,
+        decision,
+        split_manifest,
+        model_config,
     )
-    verdict = "unchanged" if unchanged else "approved" if approved else "rejected"
-    decision["approved"] = bool(approved)
-    decision["unchanged"] = bool(unchanged)
+    if not passes_threshold:
+        verdict = "rejected"
+    elif same_as is not None:
+        verdict = "unchanged"
+    else:
+        verdict = "approved" if approved else "rejected"
+    decision["approved"] = verdict == "approved"
+    decision["unchanged"] = verdict == "unchanged"
     decision["outcome"] = verdict
-    decision["reason"] = (
-        f"Deployment gate {verdict}: candidate {metric} {candidate:.4f} compared "
-        f"with {comparison}."
-    )
-    if unchanged:
+    decision["unchanged_version"] = None if same_as is None else same_as["version"]
+    if same_as is not None and not passes_threshold:
+        decision["reason"] = misses_requirement_reason(
+            same_as, why, metric, candidate, threshold, len(test_set), lower_is_better
+        )
+        decision["hint"] = MISSES_REQUIREMENT_HINT
+    else:
+        decision["reason"] = (
+            f"Deployment gate {verdict}: candidate {metric} {candidate:.4f} compared "
+            f"with {comparison}."
+        )
+    if verdict == "unchanged" and same_as is not None:
         decision["reason"] += (
-            f" The candidate is {incumbent['alias']} version {incumbent['version']} "
-            f"retrained on the same data with the same config: nothing to register."
+            f" The candidate is {same_as['alias']} version {same_as['version']} "
+            f"{why}: nothing to register."
         )
     logger.info(decision["reason"])
     return decision
+
+
+MISSES_REQUIREMENT_HINT = (
+    f"Hint: train a model that meets the requirement (conf/base/parameters_training"
+    f".yml); if the requirement itself is wrong, change gate.business_threshold in "
+    f"{DEPLOYMENT_CONF}."
+)
+
+
+def misses_requirement_reason(
+    deployed: Mapping[str, Any],
+    why: str,
+    metric: str,
+    value: float,
+    threshold: float,
+    rows: int,
+    lower_is_better: bool,
+) -> str:
+    """The rejection of a candidate that is the deployed model: it misses the bar."""
+    return (
+        f"Deployment gate rejected: the deployed model itself misses the business "
+        f"requirement: the candidate is {deployed['alias']} version "
+        f"{deployed['version']} {why}, and it scores {metric} {value:.4f} on the "
+        f"current {rows} test rows, {'not below' if lower_is_better else 'not above'} "
+        f"the business threshold {threshold:g} (gate.business_threshold)."
+    )
+
+
+def _identical_deployed(
+    current: Mapping[str, Any] | None,
+    fingerprint: str | None,
+    incumbent: Mapping[str, Any] | None,
+    candidate: float,
+    decision: Mapping[str, Any],
+    split_manifest: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+) -> tuple[Mapping[str, Any] | None, str]:
+    """The registered version the candidate is identical to, and why; or (None, "")."""
+    if (
+        current is not None
+        and fingerprint is not None
+        and (current.get("tags") or {}).get(FINGERPRINT_TAG) == fingerprint
+    ):
+        return current, (
+            f"(same train and test data, model and feature config and code: "
+            f"fingerprint {fingerprint[:12]})"
+        )
+    if incumbent is not None and _is_retrained_incumbent(
+        incumbent, candidate, decision["incumbent_value"], split_manifest, model_config
+    ):
+        return incumbent, "retrained on the same data with the same config"
+    return None, ""
 
 
 def _is_retrained_incumbent(
@@ -152,10 +252,12 @@ def enforce_deployment_gate(decision: Mapping[str, Any]) -> dict[str, Any]:
         DeploymentRejected: with a paragraph a scheduler log can show.
     """
     if not decision["approved"] and not decision.get("unchanged"):
+        hint = decision.get("hint") or (
+            f"Hint: improve the model (conf/base/parameters_training.yml) or, if the "
+            f"bar is wrong, change the gate in {DEPLOYMENT_CONF}."
+        )
         raise DeploymentRejected(
-            f"{decision['reason']} Nothing was registered and no alias moved. Hint: "
-            f"improve the model (conf/base/parameters_training.yml) or, if the bar is "
-            f"wrong, change the gate in {DEPLOYMENT_CONF}."
+            f"{decision['reason']} Nothing was registered and no alias moved. {hint}"
         )
     return dict(decision)
 
@@ -173,14 +275,15 @@ def prepare_registration(
     """Bundle an approved model with its input example and lineage tags.
 
     Returns:
-        ``{"model", "input_example", "tags", "reason"}`` for the registry dataset;
-        ``model`` is None when the decision is ``unchanged``.
+        ``{"model", "input_example", "tags", "fingerprint", "reason"}`` for the
+        registry dataset; ``model`` is None when the decision is ``unchanged``.
     """
     if decision.get("unchanged"):
         return {
             "model": None,
             "input_example": None,
             "tags": {},
+            "fingerprint": decision.get("fingerprint"),
             "reason": decision["reason"],
         }
     rows = min(len(train_set), INPUT_EXAMPLE_ROWS)
@@ -200,9 +303,12 @@ def prepare_registration(
         "model_config": json.dumps(dict(model_config), sort_keys=True),
         **{f"metric.{name}": f"{value:.6g}" for name, value in metrics.items()},
     }
+    if decision.get("fingerprint"):
+        tags["fingerprint"] = decision["fingerprint"]
     return {
         "model": model,
         "input_example": example.reset_index(drop=True),
         "tags": tags,
+        "fingerprint": decision.get("fingerprint"),
         "reason": decision["reason"],
     }

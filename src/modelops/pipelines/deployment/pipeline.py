@@ -12,7 +12,11 @@ from modelops.pipelines.deployment.nodes import (
 
 
 def create_pipeline(**kwargs: object) -> Pipeline:
-    """Metrics and incumbent -> gate decision -> (approved only) registered model."""
+    """Metrics, incumbent, the env's own alias version, code -> gate -> registered model.
+
+    Registration happens once per candidate fingerprint (see
+    ``modelops.datasets.RegisteredModelDataset``); ``unchanged`` registers nothing.
+    """
     return Pipeline(
         [
             Node(
@@ -25,6 +29,8 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                     "params:model",
                     "params:features",
                     "params:gate",
+                    "current_alias_version",
+                    "code_state",
                 ],
                 outputs="deployment_decision",
                 name="decide_deployment_node",

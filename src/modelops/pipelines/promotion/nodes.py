@@ -10,9 +10,19 @@ import pandas as pd
 
 from modelops.errors import PromotionError
 from modelops.modeling import model_inputs
-from modelops.pipelines.deployment.nodes import GATE_METRICS, decide_deployment
+from modelops.pipelines.deployment.nodes import (
+    GATE_METRICS,
+    MISSES_REQUIREMENT_HINT,
+    decide_deployment,
+    misses_requirement_reason,
+)
 
-PROMOTION_CONF = "conf/prod/parameters_promotion.yml"
+PROMOTION_CONF = "conf/base/parameters_promotion.yml"
+# Where the promotion parameters live, as a hint says it: base, or a prod override.
+PROMOTION_CONF_HINT = (
+    f"{PROMOTION_CONF} (or, for prod alone, in a conf/prod/parameters_promotion.yml "
+    f"you create, which overrides it key by key)"
+)
 
 
 def score_challenger(
@@ -64,9 +74,20 @@ def decide_promotion(
     same_version = (
         incumbent is not None and incumbent["version"] == challenger["version"]
     )
-    decision["unchanged"] = bool(decision["unchanged"] or same_version)
-    if same_version:
-        decision["outcome"] = "unchanged"
+    if same_version and not decision["passes_threshold"]:
+        # The threshold comes first: the champion itself misses the requirement.
+        decision["reason"] = misses_requirement_reason(
+            incumbent,
+            f"(the challenger is already {incumbent['alias']})",
+            decision["metric"],
+            decision["candidate_value"],
+            decision["business_threshold"],
+            decision["test_rows"],
+            decision["lower_is_better"],
+        )
+        decision["hint"] = MISSES_REQUIREMENT_HINT
+    elif same_version:
+        decision.update(approved=False, unchanged=True, outcome="unchanged")
         decision["reason"] += (
             f" Version {challenger['version']} is already {incumbent['alias']}."
         )
@@ -131,7 +152,7 @@ def check_reproduction(
     if logged is None:
         raise PromotionError(
             f"Challenger version {challenger['version']} carries no metric '{metric}' "
-            f"tag to compare with.\nHint: set promotion.metric in {PROMOTION_CONF}."
+            f"tag to compare with.\nHint: set promotion.metric in {PROMOTION_CONF_HINT}."
         )
     expected = float(logged)
     observed = float(metrics[metric])
@@ -150,6 +171,6 @@ def check_reproduction(
             f"{metric} {observed:.4f} against its {expected:.4f} (relative deviation "
             f"{deviation:.2%} > tolerance {tolerance:.2%}): it does not reproduce, so "
             f"nothing is promoted.\nHint: check that prod reads the same source window "
-            f"as acceptance, or widen promotion.tolerance in {PROMOTION_CONF}."
+            f"as acceptance, or widen promotion.tolerance in {PROMOTION_CONF_HINT}."
         )
     return report

@@ -33,8 +33,8 @@ TEST_DAY = "2025-03-07"
 BASELINE = {"group_by": ["station_id"], "time_grains": ["day_of_week", "hour"]}
 IMPORTANCE = {"max_rows": 200, "n_repeats": 3, "seed": 0}
 EMPTY_TEST_SET = (
-    r"The test set is empty(.|\n)*widen the split window in "
-    r"conf/base/parameters_training\.yml"
+    r"The test set is empty(.|\n)*widen the split in use_case\.split in "
+    r"conf/base/use_case\.yml"
 )
 
 
@@ -221,7 +221,11 @@ def test_baseline_rejects_bad_config(tiny_train):
         fit_baseline(
             tiny_train, TINY_FEATURES, {"group_by": ["hour"], "time_grains": ["hour"]}
         )
-    with pytest.raises(ConfigError, match=r"\['zone'\] are not in the data"):
+    with pytest.raises(
+        ConfigError,
+        match=r"\['zone'\] of baseline\.group_by are not in the data(.|\n)*"
+        r"Hint: fix use_case\.baseline\.group_by in conf/base/use_case\.yml",
+    ):
         fit_baseline(
             tiny_train, TINY_FEATURES, {"group_by": ["zone"], "time_grains": []}
         )

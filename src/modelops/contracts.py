@@ -213,7 +213,9 @@ class Contract:
                     row=record,
                 )
 
-    def check_values(self, columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    def check_values(
+        self, columns: Mapping[str, Sequence[Any]]
+    ) -> dict[str, list[Any]]:
         """Check a column-oriented batch of JSON values against every column rule.
 
         The unique key is not checked: it is a promise about what a run reads, not

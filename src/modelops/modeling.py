@@ -187,7 +187,9 @@ def build_model(features: Mapping[str, Any], model: Mapping[str, Any]) -> Pipeli
         steps.append(
             (
                 "calendar",
-                CalendarFeatures(time_column=features["time_column"], features=calendar),
+                CalendarFeatures(
+                    time_column=features["time_column"], features=calendar
+                ),
             )
         )
     return Pipeline([*steps, ("prepare", prepare), ("model", estimator)])

@@ -82,7 +82,9 @@ def load_source_window(
     contract = parse_contract(source["contract"])
     partitions = as_partitions(partitions)
     if is_single_file(partitions):
-        window = {k: v for k, v in (source.get("window") or {}).items() if v is not None}
+        window = {
+            k: v for k, v in (source.get("window") or {}).items() if v is not None
+        }
         if window:
             logger.warning(
                 "source.window %s does not apply: the source is a single file, read "
@@ -258,7 +260,10 @@ def sample_mask(data: pd.DataFrame, sample: Mapping[str, Any]) -> np.ndarray | N
     keys = list(sample.get("key_columns") or [])
     if keys:
         _require_columns(
-            data, keys, "source.sample.key_columns", use_case_key("features.key_columns")
+            data,
+            keys,
+            "source.sample.key_columns",
+            use_case_key("features.key_columns"),
         )
     hashed = data[keys] if keys else data
     salt = f"{int(sample['seed']):016d}"[-16:]  # pandas wants a 16-character key

@@ -72,7 +72,10 @@ def predict_test_set(
             f"{use_case_key('features.key_columns')}."
         )
     _require_columns(
-        test_set, [*keys, target, *input_columns(features)], "test set", setting="features"
+        test_set,
+        [*keys, target, *input_columns(features)],
+        "test set",
+        setting="features",
     )
     predicted = np.asarray(model.predict(model_inputs(test_set, features)))
     predicted = predicted.astype("float64").reshape(len(test_set), -1)

@@ -177,5 +177,5 @@ def test_a_window_is_scored_partition_by_partition(served, registry):
 
 
 def _features(project) -> dict:
-    path = project / "conf" / "base" / "parameters_data_processing.yml"
-    return yaml.safe_load(path.read_text())["features"]
+    path = project / "conf" / "base" / "use_case.yml"
+    return yaml.safe_load(path.read_text())["use_case"]["features"]

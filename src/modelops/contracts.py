@@ -36,6 +36,14 @@ DTYPES: dict[str, Any] = {
 }
 CONTRACT_KEYS = ("columns", "min_rows", "unique_key")
 RULE_KEYS = ("dtype", "nullable", "min", "max", "allowed", "pattern")
+# The rules each dtype takes besides dtype and nullable (others are refused).
+DTYPE_RULES: dict[str, tuple[str, ...]] = {
+    "float": ("min", "max", "allowed"),
+    "int": ("min", "max", "allowed"),
+    "string": ("allowed", "pattern"),
+    "bool": (),
+    "datetime": ("min", "max"),
+}
 _MAX_EXAMPLES = 3
 _MAX_NAME_CHARS = 64  # a column name from a request is cut to this in messages
 _INT64 = (-(2**63), 2**63 - 1)
@@ -173,15 +181,6 @@ class Contract:
     def _name_set(self) -> frozenset[str]:
         return frozenset(self.column_names)
 
-    def check_row_count(self, rows: int) -> None:
-        """Raise ValueRejected if a batch has fewer rows than ``min_rows`` (at least 1)."""
-        needed = max(self.min_rows, 1)
-        if rows < needed:
-            raise ValueRejected(
-                f"the request has {rows} rows; at least {needed} needed",
-                rule=f"min_rows {needed}",
-            )
-
     def check_names(self, names: Iterable[Any], record: int | None = None) -> None:
         """Raise ValueRejected unless ``names`` are exactly the contract's columns.
 
@@ -276,8 +275,16 @@ def column_array(dtype: str, values: list[Any]) -> Any:
 # --- value checks per dtype ----------------------------------------------------------
 
 
+def _allowed(rule: ColumnRule) -> tuple[frozenset[Any] | None, str]:
+    """The allowed values as a set (None: any), and the rule's name."""
+    if rule.allowed is None:
+        return None, ""
+    return frozenset(rule.allowed), f"allowed values {list(rule.allowed)}"
+
+
 def _float_check(rule: ColumnRule) -> ValueCheck:
     name, nullable, low, high = rule.name, rule.nullable, rule.min, rule.max
+    allowed, allowed_rule = _allowed(rule)
 
     def check(values: Sequence[Any]) -> list[Any]:
         for row, value in enumerate(values):
@@ -298,6 +305,8 @@ def _float_check(rule: ColumnRule) -> ValueCheck:
                 raise _rejected(name, f"min {low}", row, f"expects >= {low}")
             if high is not None and value > high:
                 raise _rejected(name, f"max {high}", row, f"expects <= {high}")
+            if allowed is not None and value not in allowed:
+                raise _rejected(name, allowed_rule, row, "the value is not allowed")
         return list(values)
 
     return check
@@ -305,6 +314,7 @@ def _float_check(rule: ColumnRule) -> ValueCheck:
 
 def _int_check(rule: ColumnRule) -> ValueCheck:
     name, nullable, low, high = rule.name, rule.nullable, rule.min, rule.max
+    allowed, allowed_rule = _allowed(rule)
 
     def check(values: Sequence[Any]) -> list[Any]:
         checked = list(values)
@@ -326,6 +336,8 @@ def _int_check(rule: ColumnRule) -> ValueCheck:
                 raise _rejected(name, f"min {low}", row, f"expects >= {low}")
             if high is not None and value > high:
                 raise _rejected(name, f"max {high}", row, f"expects <= {high}")
+            if allowed is not None and value not in allowed:
+                raise _rejected(name, allowed_rule, row, "the value is not allowed")
         return checked
 
     return check
@@ -347,8 +359,7 @@ def _bool_check(rule: ColumnRule) -> ValueCheck:
 
 def _string_check(rule: ColumnRule) -> ValueCheck:
     name, nullable = rule.name, rule.nullable
-    allowed = frozenset(rule.allowed) if rule.allowed is not None else None
-    allowed_rule = f"allowed values {list(rule.allowed or ())}"
+    allowed, allowed_rule = _allowed(rule)
     # pandera's str_matches, which the frame schema uses, is re.match.
     match = re.compile(rule.pattern).match if rule.pattern is not None else None
 
@@ -475,6 +486,17 @@ def _parse_rule(name: str, raw: Any) -> ColumnRule:
             f"Contract column '{name}' has dtype {dtype!r}; expected one of "
             f"{sorted(DTYPES)}.\nHint: fix {CONTRACT_CONF}."
         )
+    misplaced = [
+        key
+        for key in RULE_KEYS[2:]
+        if rule_spec.get(key) is not None and key not in DTYPE_RULES[dtype]
+    ]
+    if misplaced:
+        raise ConfigError(
+            f"Contract column '{name}' (dtype {dtype}) has rule(s) {misplaced}, which "
+            f"{dtype} columns do not take (they take: "
+            f"{list(DTYPE_RULES[dtype]) or 'only nullable'}).\nHint: fix {CONTRACT_CONF}."
+        )
     pattern = rule_spec.get("pattern")
     if pattern is not None:
         try:
@@ -582,14 +604,15 @@ def _unique_key_violation(df: pd.DataFrame, keys: Sequence[str]) -> str | None:
     repeated = df.duplicated(subset=list(keys), keep=False)
     if not repeated.any():
         return None
-    rows_by_key: dict[tuple[Any, ...], list[Any]] = {}
-    for row, *values in df.loc[repeated, list(keys)].itertuples(name=None):
-        rows = rows_by_key.setdefault(tuple(values), [])
-        if len(rows) < 5:  # noqa: PLR2004 (rows shown per key)
-            rows.append(row)
-        if len(rows_by_key) > _MAX_EXAMPLES:
-            break
-    shown = list(rows_by_key.items())[:_MAX_EXAMPLES]
+    groups = (
+        df.loc[repeated, list(keys)]
+        .groupby(list(keys), sort=False, dropna=False)
+        .groups
+    )
+    shown = [
+        (key if isinstance(key, tuple) else (key,), list(rows)[:5])
+        for key, rows in list(groups.items())[:_MAX_EXAMPLES]
+    ]
     examples = "; ".join(
         "("
         + ", ".join(f"{k}={v!r}" for k, v in zip(keys, key, strict=True))

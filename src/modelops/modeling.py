@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,24 @@ def check_features(features: Mapping[str, Any]) -> None:
             f"Hint: fix {use_case_key('features.dedupe')}."
         )
     check_calendar_features(list(features.get("calendar") or []))
+
+
+def check_inputs_in_contract(
+    features: Mapping[str, Any], contract_columns: Sequence[str]
+) -> None:
+    """Raise ConfigError unless every model input is a column of the contract.
+
+    Serving reads exactly the contract's columns (minus the target): a feature the
+    contract does not declare would reach the model as a missing column.
+    """
+    missing = [name for name in input_columns(features) if name not in contract_columns]
+    if missing:
+        raise ConfigError(
+            f"Model input column(s) {missing} (features.time_column, numeric, "
+            f"categorical) are not columns of the data contract (columns: "
+            f"{list(contract_columns)}).\nHint: declare them in "
+            f"{use_case_key('contract.columns')}, or fix {use_case_key('features')}."
+        )
 
 
 def calendar_features(features: Mapping[str, Any]) -> list[str]:

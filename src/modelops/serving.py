@@ -68,6 +68,7 @@ from modelops.contracts import (
 )
 from modelops.errors import ConfigError, ModelopsError
 from modelops.features import CALENDAR_FEATURES
+from modelops.modeling import check_inputs_in_contract
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger(f"{__name__}.access")
@@ -131,6 +132,9 @@ class ServingConfig:
                 f"{use_case_key('features.target')}."
             ) from err
         contract = parse_contract(contract_spec)
+        if target:
+            contract = contract.without([target])
+        check_inputs_in_contract(parameters["features"], contract.column_names)
         model_name = conf.get("model_name") or globals_.get("registered_model_name")
         alias = conf.get("alias") or globals_.get("alias")
         if not model_name or not alias or alias == "none":
@@ -144,7 +148,7 @@ class ServingConfig:
         config = cls(
             model_name=str(model_name),
             alias=str(alias),
-            contract=contract.without([target]) if target else contract,
+            contract=contract,
             tracking_uri=tracking_uri,
             poll_seconds=_number(conf, "poll_seconds", cls.poll_seconds, 0.1),
             startup_attempts=int(
@@ -325,7 +329,12 @@ class RequestValidator:
                 f"accepted per request",
                 rule=f"max_rows {self.max_rows}",
             )
-        self._contract(self.contract.check_row_count, len(rows))
+        if not rows:  # the contract's min_rows is per source partition, not request
+            raise RequestRejected(
+                HTTPStatus.UNPROCESSABLE_ENTITY,
+                "the request has 0 rows; at least 1 needed",
+                rule="min_rows 1",
+            )
 
     def _contract(self, check: Callable[..., None], *args: Any) -> None:
         try:

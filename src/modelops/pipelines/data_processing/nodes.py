@@ -266,9 +266,12 @@ def sample_mask(data: pd.DataFrame, sample: Mapping[str, Any]) -> np.ndarray | N
             use_case_key("features.key_columns"),
         )
     hashed = data[keys] if keys else data
-    salt = f"{int(sample['seed']):016d}"[-16:]  # pandas wants a 16-character key
-    hashes = pd.util.hash_pandas_object(hashed, index=False, hash_key=salt)
-    return (hashes.to_numpy() % _HASH_BUCKETS) < round(fraction * _HASH_BUCKETS)
+    seed = int(sample["seed"])
+    salt = f"{seed:016d}"[-16:]  # pandas wants a 16-character key
+    hashes = pd.util.hash_pandas_object(hashed, index=False, hash_key=salt).to_numpy()
+    if seed:  # pandas salts only string columns: mix the seed in for every dtype
+        hashes = pd.util.hash_array(hashes ^ np.uint64(seed % 2**64))
+    return (hashes % _HASH_BUCKETS) < round(fraction * _HASH_BUCKETS)
 
 
 def clean_source(data: pd.DataFrame, features: Mapping[str, Any]) -> pd.DataFrame:
@@ -376,7 +379,8 @@ def _require_columns(
     if missing:
         raise ConfigError(
             f"Column(s) {missing} named in {setting} are not in the data (columns: "
-            f"{list(data.columns)}).\nHint: fix {fix or use_case_key(setting)}."
+            f"{list(data.columns)}).\nHint: fix {fix or use_case_key(setting)} (the "
+            f"data holds the columns of use_case.contract there)."
         )
     return list(names)
 

@@ -19,7 +19,7 @@ from modelops.errors import (
     ModelopsError,
     SourceWindowError,
 )
-from modelops.modeling import input_columns, model_inputs
+from modelops.modeling import check_inputs_in_contract, input_columns, model_inputs
 from modelops.pipelines.data_processing.nodes import (
     SINGLE_FILE,
     as_partitions,
@@ -167,6 +167,7 @@ def _output_layout(
     features: Mapping[str, Any], contract: Contract, serving: Mapping[str, Any]
 ) -> tuple[list[str], list[str]]:
     """The columns kept from the source: keys (predictions) and keys + inputs (log)."""
+    check_inputs_in_contract(features, contract.column_names)
     prediction = serving["prediction_column"]
     keys = list(features["key_columns"]) or [SOURCE_PARTITION, SOURCE_ROW]
     inputs = list(dict.fromkeys([*keys, *input_columns(features)]))

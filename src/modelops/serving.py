@@ -126,8 +126,8 @@ class ServingConfig:
             target = parameters["features"]["target"]
         except (KeyError, TypeError) as err:
             raise ConfigError(
-                "The service validates requests against source.contract minus "
-                "features.target, and one of them is missing.\nHint: see "
+                "The service validates requests against the data contract minus "
+                "the target, and one of them is missing.\nHint: see "
                 f"{use_case_key('contract')} and "
                 f"{use_case_key('features.target')}."
             ) from err

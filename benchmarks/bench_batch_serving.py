@@ -62,7 +62,7 @@ ALIAS = "challenger"
 MODEL_NAME = "modelops-bike-demand"
 TARGET = 0.8  # pipeline rows/s >= 0.8 x bare rows/s
 # The model's input columns (features.time_column, numeric, categorical in
-# conf/base/parameters_data_processing.yml), spelled out: the bare side uses no conf.
+# conf/base/use_case.yml), spelled out: the bare side uses no conf.
 MODEL_INPUTS = [
     "timestamp",
     "station_capacity",

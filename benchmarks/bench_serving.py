@@ -186,11 +186,9 @@ def test_rows(project: Path, env: str, count: int) -> tuple[list[str], list[list
     import pandas as pd  # noqa: PLC0415
     import yaml  # noqa: PLC0415
 
-    params = yaml.safe_load(
-        (project / "conf/base/parameters_data_processing.yml").read_text()
-    )
-    target = params["features"]["target"]
-    columns = [c for c in params["source"]["contract"]["columns"] if c != target]
+    use_case = yaml.safe_load((project / "conf/base/use_case.yml").read_text())
+    target = use_case["use_case"]["features"]["target"]
+    columns = [c for c in use_case["use_case"]["contract"]["columns"] if c != target]
     files = sorted(
         (project / "data" / env / "05_model_input/test_sets").glob("*.parquet")
     )

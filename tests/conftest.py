@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,11 +59,32 @@ def mlflow_store_uri(tmp_path) -> str:
     return new_mlflow_store(tmp_path / "mlruns")
 
 
+def load_base_config(key: str, conf: Path | None = None) -> dict[str, Any]:
+    """One kind of config (``parameters``, ``catalog``...) of conf/base, resolved.
+
+    Read with the project's config loader settings, so ``${globals:use_case...}``
+    interpolations resolve as a run sees them.
+    """
+    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+
+    from modelops.settings import CONFIG_LOADER_ARGS  # noqa: PLC0415
+
+    loader = OmegaConfigLoader(
+        conf_source=str(conf or PROJECT_ROOT / "conf"), env="base", **CONFIG_LOADER_ARGS
+    )
+    return dict(loader[key])
+
+
 @pytest.fixture(scope="session")
-def data_processing_params() -> dict[str, Any]:
-    """The base parameters_data_processing.yml, as the pipeline receives them."""
-    path = PROJECT_ROOT / "conf" / "base" / "parameters_data_processing.yml"
-    return yaml.safe_load(path.read_text())
+def base_parameters() -> dict[str, Any]:
+    """Every base parameter, as a run receives them (use case interpolated)."""
+    return load_base_config("parameters")
+
+
+@pytest.fixture(scope="session")
+def data_processing_params(base_parameters) -> dict[str, Any]:
+    """The base ``source`` and ``features`` parameters, as the pipeline receives them."""
+    return {key: base_parameters[key] for key in ("source", "features")}
 
 
 def make_source_frame(day: str = "2025-03-03", stations: int = 3) -> pd.DataFrame:
@@ -182,7 +202,6 @@ def model_input_table(data_processing_params) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def training_params() -> dict[str, Any]:
-    """The base parameters_training.yml."""
-    path = PROJECT_ROOT / "conf" / "base" / "parameters_training.yml"
-    return yaml.safe_load(path.read_text())
+def training_params(base_parameters) -> dict[str, Any]:
+    """The base ``split`` and ``model`` parameters."""
+    return {key: base_parameters[key] for key in ("split", "model")}

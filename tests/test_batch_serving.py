@@ -224,5 +224,5 @@ def test_a_failed_scoring_run_leaves_no_partial_version(served, tmp_path):
 
 
 def _features(project) -> dict:
-    path = project / "conf" / "base" / "parameters_data_processing.yml"
-    return yaml.safe_load(path.read_text())["features"]
+    path = project / "conf" / "base" / "use_case.yml"
+    return yaml.safe_load(path.read_text())["use_case"]["features"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from modelops.errors import ConfigError
-from modelops.features import CalendarFeatures
+from modelops.errors import ConfigError, DataContractError
+from modelops.features import CALENDAR_FEATURES, CalendarFeatures, calendar_columns
 
 
 def test_derives_calendar_columns_without_touching_input(source_frame):
@@ -46,3 +47,61 @@ def test_clones_and_pickles_like_an_sklearn_transformer(source_frame):
     pd.testing.assert_frame_equal(
         restored.transform(source_frame), transformer.transform(source_frame)
     )
+
+
+# The pandas accessors the calendar features were first written with: the one
+# definition (scalar functions on one date-time) must give exactly these.
+PANDAS_REFERENCE = {
+    "hour": lambda ts: ts.dt.hour,
+    "day_of_week": lambda ts: ts.dt.day_of_week,
+    "day_of_month": lambda ts: ts.dt.day,
+    "day_of_year": lambda ts: ts.dt.day_of_year,
+    "week_of_year": lambda ts: ts.dt.isocalendar().week,
+    "month": lambda ts: ts.dt.month,
+    "quarter": lambda ts: ts.dt.quarter,
+    "year": lambda ts: ts.dt.year,
+    "is_weekend": lambda ts: ts.dt.day_of_week >= 5,
+}
+
+
+def test_one_definition_gives_columns_and_single_values_alike():
+    # Four years of irregular times, minutes and seconds included, across new years
+    # and ISO week 53 (2020-12-31).
+    stamps = pd.Series(
+        pd.date_range("2019-12-25", "2024-01-05", freq="7h13min17s")
+    ).sample(frac=1.0, random_state=0)
+    names = list(CALENDAR_FEATURES)
+    assert set(names) == set(PANDAS_REFERENCE)
+    columns = calendar_columns(stamps, names)
+    for name in names:
+        expected = PANDAS_REFERENCE[name](stamps).astype("int64").to_numpy()
+        np.testing.assert_array_equal(columns[name], expected, err_msg=name)
+        assert columns[name].dtype == np.int64
+        single = [CALENDAR_FEATURES[name](s.to_pydatetime()) for s in stamps[:50]]
+        assert single == expected[:50].tolist(), name
+
+
+def test_a_missing_timestamp_is_a_contract_error_naming_the_use_case_file(
+    source_frame,
+):
+    stamps = source_frame["timestamp"].astype("datetime64[us]").copy()
+    stamps.iloc[3] = pd.NaT
+    with pytest.raises(
+        DataContractError,
+        match=r"1 of 72 timestamps are missing(.|\n)*use_case\.contract in "
+        r"conf/base/use_case\.yml",
+    ):
+        CalendarFeatures("timestamp", ["hour"]).fit_transform(
+            source_frame.assign(timestamp=stamps)
+        )
+
+
+def test_config_errors_name_the_use_case_key(source_frame):
+    with pytest.raises(
+        ConfigError, match=r"fix use_case\.features\.calendar in conf/base/use_case"
+    ):
+        CalendarFeatures("timestamp", ["hours"]).fit(source_frame)
+    with pytest.raises(
+        ConfigError, match=r"fix use_case\.features\.time_column in conf/base/use_case"
+    ):
+        CalendarFeatures("time", ["hour"]).fit(source_frame)

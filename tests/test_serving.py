@@ -803,6 +803,56 @@ def test_validated_frame_has_training_dtypes(contract, rows, model_input_table):
     )
 
 
+def test_requests_are_checked_by_the_contract_data_processing_uses(rows):
+    """Every rule of the one Contract reaches REST; frame-level promises do not."""
+    spec = {
+        "min_rows": 100,  # per source partition, not per request
+        "unique_key": ["station_id"],  # what a run reads, not one request
+        "columns": {
+            "station_id": {"dtype": "string"},
+            "station_capacity": {"dtype": "int", "allowed": [10, 11, 12]},
+            "temperature_c": {"dtype": "float", "allowed": [1.5, 2.5]},
+        },
+    }
+    validator = RequestValidator(parse_contract(spec), max_rows=10)
+    record = {"station_id": "S0001", "station_capacity": 11, "temperature_c": 2.5}
+    twice = validator.validate({"dataframe_records": [record, record]})
+    assert twice.rows == 2
+    with pytest.raises(serving.RequestRejected) as info:
+        validator.validate(
+            {"dataframe_records": [record, {**record, "temperature_c": 3.5}]}
+        )
+    assert info.value.status == 422
+    assert (info.value.column, info.value.rule, info.value.row) == (
+        "temperature_c",
+        "allowed values [1.5, 2.5]",
+        1,
+    )
+    assert "3.5" not in info.value.message
+    with pytest.raises(serving.RequestRejected, match="'station_capacity' breaks"):
+        validator.validate({"dataframe_records": [{**record, "station_capacity": 13}]})
+
+
+def test_the_service_refuses_features_the_contract_lacks(data_processing_params):
+    parameters = {
+        **data_processing_params,
+        "features": {
+            **data_processing_params["features"],
+            "numeric": ["station_capacity", "gusts_kmh"],
+        },
+    }
+    with pytest.raises(
+        serving.ConfigError,
+        match=r"\['gusts_kmh'\](.|\n)*use_case\.contract\.columns in "
+        r"conf/base/use_case\.yml",
+    ):
+        ServingConfig.from_conf(
+            parameters,
+            {"registered_model_name": MODEL_NAME, "alias": "champion"},
+            "sqlite:///unused.db",
+        )
+
+
 # --- against a real registry (slow) ---------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,11 +14,108 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
+from modelops.contracts import use_case_key
 from modelops.errors import ConfigError
-from modelops.features import CalendarFeatures
+from modelops.features import CalendarFeatures, check_calendar_features
 
 TRAINING_CONF = "conf/base/parameters_training.yml"
 ENCODINGS = ("auto", "ordinal", "onehot")
+DEDUPE_MODES = ("keys", "whole_rows", "none")
+FEATURE_KEYS = (
+    "time_column",
+    "key_columns",
+    "dedupe",
+    "target",
+    "numeric",
+    "categorical",
+    "calendar",
+)
+_LIST_KEYS = ("key_columns", "numeric", "categorical", "calendar")
+
+
+def check_features(features: Mapping[str, Any]) -> None:
+    """Check the ``features`` settings themselves (not the data), naming what to fix.
+
+    Raises:
+        ConfigError: an unknown key, a list that is not a list of names, no target,
+            a target that is also a feature, no feature at all, or an unknown
+            ``dedupe`` mode or calendar feature.
+    """
+    unknown = sorted(set(features) - set(FEATURE_KEYS), key=str)
+    if unknown:
+        raise ConfigError(
+            f"features has unknown key(s) {unknown}; expected some of "
+            f"{list(FEATURE_KEYS)}.\nHint: fix {use_case_key('features')}."
+        )
+    for key in _LIST_KEYS:
+        value = features.get(key)
+        if value is None and key == "calendar":
+            continue
+        if (
+            isinstance(value, str)
+            or not isinstance(value, list | tuple)
+            or not all(isinstance(name, str) for name in value)
+        ):
+            raise ConfigError(
+                f"features.{key} is {value!r}; expected a list of column names "
+                f"([] for none).\nHint: fix {use_case_key(f'features.{key}')}."
+            )
+    time_column = features.get("time_column")
+    if time_column is not None and not isinstance(time_column, str):
+        raise ConfigError(
+            f"features.time_column is {time_column!r}; expected a column name, or "
+            f"null for data without one.\nHint: fix "
+            f"{use_case_key('features.time_column')}."
+        )
+    target = features.get("target")
+    if not isinstance(target, str) or not target:
+        raise ConfigError(
+            f"features.target is {target!r}; expected the name of the column to "
+            f"predict.\nHint: fix {use_case_key('features.target')}."
+        )
+    inputs = input_columns(features)
+    if target in inputs:
+        raise ConfigError(
+            f"The target '{target}' is also a model input (time column, numeric or "
+            f"categorical).\nHint: fix {use_case_key('features')}."
+        )
+    if not inputs:
+        raise ConfigError(
+            "features lists no model input: numeric, categorical and time_column are "
+            f"all empty.\nHint: fix {use_case_key('features')}."
+        )
+    dedupe = features.get("dedupe", "keys")
+    if dedupe not in DEDUPE_MODES:
+        raise ConfigError(
+            f"features.dedupe is {dedupe!r}; expected one of {list(DEDUPE_MODES)}.\n"
+            f"Hint: fix {use_case_key('features.dedupe')}."
+        )
+    check_calendar_features(list(features.get("calendar") or []))
+
+
+def check_inputs_in_contract(
+    features: Mapping[str, Any], contract_columns: Sequence[str]
+) -> None:
+    """Raise ConfigError unless every model input is a column of the contract.
+
+    Serving reads exactly the contract's columns (minus the target): a feature the
+    contract does not declare would reach the model as a missing column.
+    """
+    missing = [name for name in input_columns(features) if name not in contract_columns]
+    if missing:
+        raise ConfigError(
+            f"Model input column(s) {missing} (features.time_column, numeric, "
+            f"categorical) are not columns of the data contract (columns: "
+            f"{list(contract_columns)}).\nHint: declare them in "
+            f"{use_case_key('contract.columns')}, or fix {use_case_key('features')}."
+        )
+
+
+def calendar_features(features: Mapping[str, Any]) -> list[str]:
+    """The calendar features derived: none without a time column."""
+    if not features.get("time_column"):
+        return []
+    return list(features.get("calendar") or [])
 
 
 def input_columns(features: Mapping[str, Any]) -> list[str]:
@@ -93,9 +190,8 @@ def build_model(features: Mapping[str, Any], model: Mapping[str, Any]) -> Pipeli
         )
     else:
         encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
-    has_time = bool(features.get("time_column"))
-    calendar_columns = list(features.get("calendar") or []) if has_time else []
-    numeric = list(dict.fromkeys([*features["numeric"], *calendar_columns]))
+    calendar = calendar_features(features)
+    numeric = list(dict.fromkeys([*features["numeric"], *calendar]))
     prepare = ColumnTransformer(
         [
             ("categorical", encoder, list(features["categorical"])),
@@ -105,9 +201,13 @@ def build_model(features: Mapping[str, Any], model: Mapping[str, Any]) -> Pipeli
         verbose_feature_names_out=False,
     )
     steps: list[tuple[str, Any]] = []
-    if features.get("time_column") and features.get("calendar"):
-        calendar = CalendarFeatures(
-            time_column=features["time_column"], features=list(features["calendar"])
+    if calendar:
+        steps.append(
+            (
+                "calendar",
+                CalendarFeatures(
+                    time_column=features["time_column"], features=calendar
+                ),
+            )
         )
-        steps.append(("calendar", calendar))
     return Pipeline([*steps, ("prepare", prepare), ("model", estimator)])

@@ -9,11 +9,14 @@ threading HTTP server (HTTP/1.1 keep-alive) around three pieces tests can use al
   (promotion or rollback) the new version is loaded and warmed up off the request path,
   then swapped in with one reference assignment. A request reads the reference once, so
   requests in flight finish on the model they started with and none fails.
-- :class:`RequestValidator` is compiled once from the data contract training data
-  passes (``source.contract`` minus the target). It checks the parsed JSON rows in
-  plain Python - required columns, no extra column, dtypes, nulls, ranges, allowed
-  categories, patterns, a row limit - and only then builds the DataFrame the model
-  reads (pandera per request would cost more than the prediction).
+- :class:`RequestValidator` reads the payload's shape (MLflow's ``dataframe_split`` /
+  ``dataframe_records``, a row limit) and hands the values, column by column, to the
+  data contract training data passes (:class:`modelops.contracts.Contract`,
+  ``use_case.contract`` minus the target): the same object that builds data
+  processing's pandera schema checks required columns, no extra column, dtypes,
+  nulls, ranges, allowed categories and patterns on the JSON values in plain Python
+  (pandera per request would cost more than the prediction). Only then is the
+  DataFrame the model reads built.
 - :func:`make_predictor` picks what a request calls. ``model.predict`` on a one-row
   DataFrame spends most of its time in pandas and per-tree native calls; for the
   pipelines modelops builds (calendar features, ColumnTransformer of encoders and
@@ -56,8 +59,16 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from modelops.contracts import ColumnRule, Contract, parse_contract
+from modelops.contracts import (
+    Contract,
+    ValueRejected,
+    column_array,
+    parse_contract,
+    use_case_key,
+)
 from modelops.errors import ConfigError, ModelopsError
+from modelops.features import CALENDAR_FEATURES
+from modelops.modeling import check_inputs_in_contract
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger(f"{__name__}.access")
@@ -66,10 +77,8 @@ SERVING_CONF = "conf/base/parameters_serving_api.yml"
 CONF_KEY = "serving_api"
 JSON_TYPE = "application/json"
 INPUT_FORMATS = ("dataframe_split", "dataframe_records")
-MAX_NAME_CHARS = 64  # a column name from a request is cut to this in error messages
 DRAIN_FACTOR = 8  # a body up to this many times max_body_bytes is read before a 413
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 class ServingError(ModelopsError):
@@ -117,11 +126,15 @@ class ServingConfig:
             target = parameters["features"]["target"]
         except (KeyError, TypeError) as err:
             raise ConfigError(
-                "The service validates requests against source.contract minus "
-                "features.target, and one of them is missing.\nHint: see "
-                "conf/base/parameters_data_processing.yml."
+                "The service validates requests against the data contract minus "
+                "the target, and one of them is missing.\nHint: see "
+                f"{use_case_key('contract')} and "
+                f"{use_case_key('features.target')}."
             ) from err
         contract = parse_contract(contract_spec)
+        if target:
+            contract = contract.without([target])
+        check_inputs_in_contract(parameters["features"], contract.column_names)
         model_name = conf.get("model_name") or globals_.get("registered_model_name")
         alias = conf.get("alias") or globals_.get("alias")
         if not model_name or not alias or alias == "none":
@@ -135,7 +148,7 @@ class ServingConfig:
         config = cls(
             model_name=str(model_name),
             alias=str(alias),
-            contract=contract.without([target]) if target else contract,
+            contract=contract,
             tracking_uri=tracking_uri,
             poll_seconds=_number(conf, "poll_seconds", cls.poll_seconds, 0.1),
             startup_attempts=int(
@@ -223,188 +236,6 @@ class RequestRejected(Exception):
         self.close = close
 
 
-def _safe_name(name: object) -> str:
-    """A column name from a request, cut short: names are echoed, values never."""
-    text = str(name)
-    return text if len(text) <= MAX_NAME_CHARS else f"{text[:MAX_NAME_CHARS]}..."
-
-
-def _value_rejected(column: str, rule: str, row: int, expected: str) -> RequestRejected:
-    return RequestRejected(
-        HTTPStatus.UNPROCESSABLE_ENTITY,
-        f"column '{column}' breaks rule '{rule}' at row {row}: {expected}",
-        column=column,
-        rule=rule,
-        row=row,
-    )
-
-
-# A column check takes the raw JSON values and returns them as Python values of the
-# contract's type (ints for int, datetime for datetime, None for null) or raises.
-ColumnCheck = Callable[[Sequence[Any]], list[Any]]
-
-
-def _check_float(rule: ColumnRule) -> ColumnCheck:
-    name, nullable, low, high = rule.name, rule.nullable, rule.min, rule.max
-
-    def check(values: Sequence[Any]) -> list[Any]:
-        for row, value in enumerate(values):
-            kind = type(value)
-            if kind is float:
-                if not -math.inf < value < math.inf:
-                    raise _value_rejected(
-                        name, "finite", row, "expects a finite number"
-                    )
-            elif kind is int:
-                if not -1e308 < value < 1e308:  # noqa: PLR2004 (float64 range)
-                    raise _value_rejected(
-                        name, "finite", row, "expects a finite number"
-                    )
-            elif value is None:
-                if nullable:
-                    continue
-                raise _value_rejected(
-                    name, "not null", row, "expects a number, not null"
-                )
-            else:
-                raise _value_rejected(name, "dtype float", row, "expects a number")
-            if low is not None and value < low:
-                raise _value_rejected(name, f"min {low}", row, f"expects >= {low}")
-            if high is not None and value > high:
-                raise _value_rejected(name, f"max {high}", row, f"expects <= {high}")
-        return list(values)
-
-    return check
-
-
-def _check_int(rule: ColumnRule) -> ColumnCheck:
-    name, nullable, low, high = rule.name, rule.nullable, rule.min, rule.max
-
-    def check(values: Sequence[Any]) -> list[Any]:
-        checked = list(values)
-        for row, value in enumerate(checked):
-            kind = type(value)
-            if kind is float and value.is_integer():  # 26.0 is the integer 26
-                value = checked[row] = int(value)  # noqa: PLW2901
-            elif kind is not int:
-                if value is None:
-                    if nullable:
-                        continue
-                    raise _value_rejected(
-                        name, "not null", row, "expects an integer, not null"
-                    )
-                raise _value_rejected(name, "dtype int", row, "expects an integer")
-            if not _INT64[0] <= value <= _INT64[1]:
-                raise _value_rejected(
-                    name, "dtype int", row, "expects a 64-bit integer"
-                )
-            if low is not None and value < low:
-                raise _value_rejected(name, f"min {low}", row, f"expects >= {low}")
-            if high is not None and value > high:
-                raise _value_rejected(name, f"max {high}", row, f"expects <= {high}")
-        return checked
-
-    return check
-
-
-def _check_bool(rule: ColumnRule) -> ColumnCheck:
-    name, nullable = rule.name, rule.nullable
-
-    def check(values: Sequence[Any]) -> list[Any]:
-        for row, value in enumerate(values):
-            if type(value) is bool or (value is None and nullable):
-                continue
-            rule_name = "not null" if value is None else "dtype bool"
-            raise _value_rejected(name, rule_name, row, "expects true or false")
-        return list(values)
-
-    return check
-
-
-def _check_string(rule: ColumnRule) -> ColumnCheck:
-    name, nullable = rule.name, rule.nullable
-    allowed = frozenset(rule.allowed) if rule.allowed is not None else None
-    allowed_rule = f"allowed values {list(rule.allowed or ())}"
-    # pandera's str_matches, which the contract uses in training, is re.match.
-    match = re.compile(rule.pattern).match if rule.pattern is not None else None
-
-    def check(values: Sequence[Any]) -> list[Any]:
-        for row, value in enumerate(values):
-            if type(value) is not str:
-                if value is None and nullable:
-                    continue
-                rule_name = "not null" if value is None else "dtype string"
-                raise _value_rejected(name, rule_name, row, "expects a string")
-            if allowed is not None and value not in allowed:
-                raise _value_rejected(
-                    name, allowed_rule, row, "the value is not an allowed category"
-                )
-            if match is not None and match(value) is None:
-                raise _value_rejected(
-                    name, f"pattern {rule.pattern}", row, "the value does not match"
-                )
-        return list(values)
-
-    return check
-
-
-def _check_datetime(rule: ColumnRule) -> ColumnCheck:
-    name, nullable = rule.name, rule.nullable
-    low = None if rule.min is None else pd.Timestamp(rule.min).to_pydatetime()
-    high = None if rule.max is None else pd.Timestamp(rule.max).to_pydatetime()
-    expected = "expects an ISO 8601 date-time string without a time zone"
-    parse = dt.datetime.fromisoformat
-
-    def check(values: Sequence[Any]) -> list[Any]:
-        parsed: list[dt.datetime | None] = []
-        for row, value in enumerate(values):
-            if type(value) is not str:
-                if value is None and nullable:
-                    parsed.append(None)
-                    continue
-                rule_name = "not null" if value is None else "dtype datetime"
-                raise _value_rejected(name, rule_name, row, expected)
-            try:
-                moment = parse(value)
-            except ValueError:
-                raise _value_rejected(name, "dtype datetime", row, expected) from None
-            if moment.tzinfo is not None:  # training data is naive: no silent shift
-                raise _value_rejected(name, "dtype datetime", row, expected)
-            if low is not None and moment < low:
-                raise _value_rejected(name, f"min {rule.min}", row, f"expects >= {low}")
-            if high is not None and moment > high:
-                raise _value_rejected(
-                    name, f"max {rule.max}", row, f"expects <= {high}"
-                )
-            parsed.append(moment)
-        return parsed
-
-    return check
-
-
-_CHECKS: dict[str, Callable[[ColumnRule], ColumnCheck]] = {
-    "float": _check_float,
-    "int": _check_int,
-    "bool": _check_bool,
-    "string": _check_string,
-    "datetime": _check_datetime,
-}
-
-
-def _build_column(dtype: str, values: list[Any]) -> Any:
-    """A checked column with the dtype training data has (pandas read it from parquet)."""
-    if dtype == "float":
-        return np.array(values, dtype=np.float64)  # None -> NaN
-    has_null = None in values
-    if dtype == "int":
-        return np.array(values, dtype=np.float64 if has_null else np.int64)
-    if dtype == "bool":
-        return pd.array(values, dtype="boolean") if has_null else np.array(values, bool)
-    if dtype == "string":
-        return pd.array(values, dtype="str")
-    return np.array(values, dtype="datetime64[us]")  # None -> NaT
-
-
 class ValidatedBatch:
     """Rows that passed the contract: Python values per column, the frame on demand."""
 
@@ -423,7 +254,7 @@ class ValidatedBatch:
         if self._frame is None:
             self._frame = pd.DataFrame(
                 {
-                    name: _build_column(dtype, self.values[name])
+                    name: column_array(dtype, self.values[name])
                     for name, dtype in self._dtypes.items()
                 },
                 copy=False,
@@ -439,20 +270,19 @@ class ValidatedBatch:
 class RequestValidator:
     """Checks a parsed MLflow scoring payload against a contract.
 
-    Compiled once: one check function per contract column. :meth:`validate` raises
-    :class:`RequestRejected` naming the first column and rule a request breaks.
+    The payload's structure (format, row limit) is checked here; the columns and
+    values by the contract itself (:meth:`Contract.check_names`,
+    :meth:`Contract.check_values`), compiled once per contract column.
+    :meth:`validate` raises :class:`RequestRejected` naming the first column and rule
+    a request breaks.
     """
 
     def __init__(self, contract: Contract, max_rows: int) -> None:
         self.contract = contract
         self.columns = contract.column_names
         self.max_rows = max_rows
-        self.dtypes = {rule.name: rule.dtype for rule in contract.columns}
+        self.dtypes = contract.dtypes
         self._column_set = frozenset(self.columns)
-        self._checks = [
-            (rule.name, _CHECKS[rule.dtype](rule)) for rule in contract.columns
-        ]
-        self._min_rows = max(contract.min_rows, 1)
 
     def validate(self, payload: Any) -> ValidatedBatch:
         """The checked rows of ``payload``, the parsed JSON body.
@@ -462,7 +292,10 @@ class RequestValidator:
                 ``{"dataframe_records": [{column: value}, ...]}``.
         """
         columns, rows = self.column_values(payload)
-        values = {name: check(columns[name]) for name, check in self._checks}
+        try:
+            values = self.contract.check_values(columns)
+        except ValueRejected as err:
+            raise _contract_rejected(err) from None
         return ValidatedBatch(values, self.dtypes, rows)
 
     def batch(self, values: dict[str, list[Any]]) -> ValidatedBatch:
@@ -496,36 +329,18 @@ class RequestValidator:
                 f"accepted per request",
                 rule=f"max_rows {self.max_rows}",
             )
-        if len(rows) < self._min_rows:
+        if not rows:  # the contract's min_rows is per source partition, not request
             raise RequestRejected(
                 HTTPStatus.UNPROCESSABLE_ENTITY,
-                f"the request has {len(rows)} rows; at least {self._min_rows} needed",
-                rule=f"min_rows {self._min_rows}",
+                "the request has 0 rows; at least 1 needed",
+                rule="min_rows 1",
             )
 
-    def _check_columns(self, names: Sequence[Any], row: int | None = None) -> None:
-        where = "" if row is None else f" in record {row}"
-        for name in self.columns:
-            if name not in names:
-                raise RequestRejected(
-                    HTTPStatus.UNPROCESSABLE_ENTITY,
-                    f"column '{name}' breaks rule 'required column'{where}: it is "
-                    f"missing",
-                    column=name,
-                    rule="required column",
-                    row=row,
-                )
-        for name in names:
-            if name not in self._column_set:
-                shown = _safe_name(name)
-                raise RequestRejected(
-                    HTTPStatus.UNPROCESSABLE_ENTITY,
-                    f"column '{shown}' breaks rule 'no extra columns'{where}: the "
-                    f"contract does not have it",
-                    column=shown,
-                    rule="no extra columns",
-                    row=row,
-                )
+    def _contract(self, check: Callable[..., None], *args: Any) -> None:
+        try:
+            check(*args)
+        except ValueRejected as err:
+            raise _contract_rejected(err) from None
 
     def _split_columns(self, split: Any) -> tuple[dict[str, Sequence[Any]], int]:
         if not isinstance(split, dict) or not {"columns", "data"} <= split.keys():
@@ -544,7 +359,7 @@ class RequestValidator:
                 "'columns' names a column twice", rule="unique columns"
             )
         self._check_rows(rows, "'data'")
-        self._check_columns(names)
+        self._contract(self.contract.check_names, names)
         width = len(names)
         for row, values in enumerate(rows):
             if type(values) is not list or len(values) != width:
@@ -561,9 +376,20 @@ class RequestValidator:
             if type(record) is not dict:
                 raise _format_rejected(f"record {row} must be a JSON object")
             if record.keys() != expected:
-                self._check_columns(list(record), row)
+                self._contract(self.contract.check_names, list(record), row)
         columns = {name: [record[name] for record in records] for name in self.columns}
         return columns, len(records)
+
+
+def _contract_rejected(err: ValueRejected) -> RequestRejected:
+    """The contract's refusal as an HTTP 422 (its message holds no request value)."""
+    return RequestRejected(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        err.message,
+        column=err.column,
+        rule=err.rule,
+        row=err.row,
+    )
 
 
 def _format_rejected(message: str, rule: str = "format") -> RequestRejected:
@@ -589,17 +415,6 @@ class _Fallback(Exception):
     """The compiled path met an input it does not handle: use model.predict."""
 
 
-_CALENDAR: dict[str, Callable[[dt.datetime], int]] = {
-    "hour": lambda d: d.hour,
-    "day_of_week": lambda d: d.weekday(),
-    "day_of_month": lambda d: d.day,
-    "day_of_year": lambda d: d.timetuple().tm_yday,
-    "week_of_year": lambda d: d.isocalendar()[1],
-    "month": lambda d: d.month,
-    "quarter": lambda d: (d.month - 1) // 3 + 1,
-    "year": lambda d: d.year,
-    "is_weekend": lambda d: int(d.weekday() >= 5),  # noqa: PLR2004 (Saturday is 5)
-}
 ROW_WISE_MAX_ROWS = 16  # up to this many rows the trees are walked in Python
 Columns = list[list[float]]
 
@@ -826,12 +641,12 @@ class CompiledPipeline:
         self._calendar: tuple[str, list[tuple[str, Callable[[Any], int]]]] | None = None
         first = steps[0][1]
         if type(first).__name__ == "CalendarFeatures":
-            unknown = [name for name in first.features if name not in _CALENDAR]
+            unknown = [name for name in first.features if name not in CALENDAR_FEATURES]
             if unknown:
                 raise NotCompilable(f"calendar features {unknown}")
             self._calendar = (
                 first.time_column,
-                [(name, _CALENDAR[name]) for name in first.features],
+                [(name, CALENDAR_FEATURES[name]) for name in first.features],
             )
             steps = steps[1:]
         if len(steps) != 2:  # noqa: PLR2004 (prepare, estimator)

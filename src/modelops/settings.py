@@ -19,7 +19,9 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft", "globals": "soft", "mlflow": "soft"},
     "custom_resolvers": {"tracking_uri": tracking_uri},
     "config_patterns": {
-        "globals": ["globals*", "globals*/**"],
+        # use_case.yml is read as globals: it is the one file a team edits to plug in
+        # its dataset, and the other conf files take its values as ${globals:use_case.*}.
+        "globals": ["globals*", "globals*/**", "use_case*", "use_case*/**"],
         "access": ["access*", "access*/**"],
         "mlflow": ["mlflow*", "mlflow*/**"],
     },

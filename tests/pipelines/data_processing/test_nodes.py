@@ -137,3 +137,142 @@ def test_build_model_input_names_unknown_feature(data_processing_params):
     features = {**data_processing_params["features"], "numeric": ["wind_gust"]}
     with pytest.raises(ConfigError, match=r"\['wind_gust'\] named in features"):
         build_model_input(make_source_frame(), features)
+
+
+def test_unknown_feature_names_the_use_case_file_and_key(data_processing_params):
+    features = {**data_processing_params["features"], "categorical": ["zone"]}
+    with pytest.raises(
+        ConfigError,
+        match=r"\['zone'\] named in features\.categorical are not in the data(.|\n)*"
+        r"Hint: fix use_case\.features\.categorical in conf/base/use_case\.yml",
+    ):
+        build_model_input(make_source_frame(), features)
+    typo = {**data_processing_params["features"], "categorial": ["weather"]}
+    with pytest.raises(
+        ConfigError,
+        match=r"features has unknown key\(s\) \['categorial'\](.|\n)*"
+        r"fix use_case\.features in conf/base/use_case\.yml",
+    ):
+        clean_source(make_source_frame(), typo)
+
+
+# --- data without a time column or a key (a static table, one file) -----------------
+
+
+@pytest.fixture(scope="module")
+def diabetes() -> pd.DataFrame:
+    """A real static dataset: one table, no time column, no key (ships with sklearn)."""
+    from sklearn.datasets import load_diabetes  # noqa: PLC0415
+
+    return load_diabetes(as_frame=True, scaled=False).frame
+
+
+STATIC_FEATURES = {
+    "time_column": None,
+    "key_columns": [],
+    "dedupe": "whole_rows",
+    "target": "target",
+    "numeric": ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"],
+    "categorical": [],
+    "calendar": [],
+}
+STATIC_SOURCE = {
+    "partition_date_format": "%Y-%m-%d",
+    "window": {"start": None, "end": None, "last_days": None},
+    "sample": {"fraction": 1.0, "key_columns": [], "seed": 0},
+    "contract": {
+        "min_rows": 100,
+        "unique_key": [],
+        "columns": {
+            **{
+                name: {"dtype": "float", "min": 0}
+                for name in STATIC_FEATURES["numeric"]
+            },
+            "target": {"dtype": "float", "min": 0},
+        },
+    },
+}
+
+
+def test_a_single_file_is_one_partition_and_the_window_does_not_apply(diabetes, caplog):
+    window = {"start": "2025-01-01", "end": None, "last_days": 3}
+    data, manifest = load_source_window(diabetes, {**STATIC_SOURCE, "window": window})
+    pd.testing.assert_frame_equal(data, diabetes)
+    assert manifest["first_partition"] == manifest["last_partition"] == "single_file"
+    assert manifest["partition_count"] == 1
+    assert manifest["partitions"][0]["rows"] == 442
+    assert "does not apply: the source is a single file" in caplog.text
+
+
+def test_a_broken_single_file_is_named_as_the_source_file(diabetes):
+    broken = diabetes.assign(bmi=-diabetes["bmi"])
+    with pytest.raises(
+        DataContractError,
+        match=r"violated in the source file \(use_case\.source\.dataset in "
+        r"conf/base/use_case\.yml\):\n  - column 'bmi': rule 'min 0' failed for 442",
+    ):
+        load_source_window(broken, STATIC_SOURCE)
+
+
+def test_a_key_repeated_across_partitions_stops_the_run(partitions, source):
+    repeated = {**partitions, "2025-03-05": partitions["2025-03-04"]}
+    with pytest.raises(
+        DataContractError,
+        match=r"violated in the source window \(all partitions together\):\n  - "
+        r"frame: rule 'unique_key \['timestamp', 'station_id'\]' failed: 144 of "
+        r"360 rows repeat a key, e.g. \(timestamp=Timestamp\('2025-03-04 00:00:00'\), "
+        r"station_id='S0001'\) at rows 216, 288",
+    ):
+        load_source_window(repeated, source)
+
+
+def test_no_key_dedupes_whole_rows_or_nothing(diabetes):
+    messy = pd.concat([diabetes, diabetes.iloc[[5, 5, 9]]], ignore_index=True)
+    before = messy.copy()
+    whole_rows = clean_source(messy, STATIC_FEATURES)
+    pd.testing.assert_frame_equal(whole_rows, diabetes)  # first kept, order kept
+    kept = clean_source(messy, {**STATIC_FEATURES, "dedupe": "none"})
+    pd.testing.assert_frame_equal(kept, messy)
+    pd.testing.assert_frame_equal(messy, before)
+
+
+def test_dedupe_on_keys_without_keys_is_a_config_error_not_a_crash(diabetes):
+    with pytest.raises(
+        ConfigError,
+        match=r"features\.dedupe is 'keys' but features\.key_columns is empty(.|\n)*"
+        r"Hint: set features\.dedupe to whole_rows or none(.|\n)*"
+        r"use_case\.features in conf/base/use_case\.yml",
+    ):
+        clean_source(diabetes, {**STATIC_FEATURES, "dedupe": "keys"})
+    with pytest.raises(ConfigError, match=r"features\.dedupe is 'latest'"):
+        clean_source(diabetes, {**STATIC_FEATURES, "dedupe": "latest"})
+
+
+def test_no_time_column_derives_no_calendar_features(diabetes, caplog):
+    table = build_model_input(diabetes, STATIC_FEATURES)
+    assert table.columns.tolist() == [*STATIC_FEATURES["numeric"], "target"]
+    ignored = build_model_input(diabetes, {**STATIC_FEATURES, "calendar": ["hour"]})
+    pd.testing.assert_frame_equal(ignored, table)
+    assert "features.calendar ['hour'] is ignored: features.time_column is null" in (
+        caplog.text
+    )
+
+
+def test_a_time_column_that_is_no_key_is_kept(data_processing_params):
+    features = {**data_processing_params["features"], "key_columns": ["station_id"]}
+    table = build_model_input(make_source_frame(), features)
+    assert table.columns.tolist()[:2] == ["station_id", "timestamp"]
+
+
+def test_the_sample_without_keys_hashes_whole_rows(diabetes):
+    sample = {"fraction": 0.25, "key_columns": [], "seed": 0}
+    kept = sample_rows(diabetes, sample)
+    assert 80 < len(kept) < 140
+    shuffled = sample_rows(diabetes.sample(frac=1.0, random_state=1), sample)
+    key = ["age", "bmi", "s5", "target"]
+    pd.testing.assert_frame_equal(
+        kept.sort_values(key).reset_index(drop=True),
+        shuffled.sort_values(key).reset_index(drop=True),
+    )
+    other_seed = sample_rows(diabetes, {**sample, "seed": 7})
+    assert not kept.equals(other_seed)

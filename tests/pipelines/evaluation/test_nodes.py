@@ -33,8 +33,8 @@ TEST_DAY = "2025-03-07"
 BASELINE = {"group_by": ["station_id"], "time_grains": ["day_of_week", "hour"]}
 IMPORTANCE = {"max_rows": 200, "n_repeats": 3, "seed": 0}
 EMPTY_TEST_SET = (
-    r"The test set is empty(.|\n)*widen the split window in "
-    r"conf/base/parameters_training\.yml"
+    r"The test set is empty(.|\n)*widen the split in use_case\.split in "
+    r"conf/base/use_case\.yml"
 )
 
 
@@ -221,7 +221,11 @@ def test_baseline_rejects_bad_config(tiny_train):
         fit_baseline(
             tiny_train, TINY_FEATURES, {"group_by": ["hour"], "time_grains": ["hour"]}
         )
-    with pytest.raises(ConfigError, match=r"\['zone'\] are not in the data"):
+    with pytest.raises(
+        ConfigError,
+        match=r"\['zone'\] of baseline\.group_by are not in the data(.|\n)*"
+        r"Hint: fix use_case\.baseline\.group_by in conf/base/use_case\.yml",
+    ):
         fit_baseline(
             tiny_train, TINY_FEATURES, {"group_by": ["zone"], "time_grains": []}
         )
@@ -431,3 +435,91 @@ def test_plot_feature_importance_rejects_bad_config(model, test_set, features):
         plot_feature_importance(model, test_set, features, {"n_repeats": 2})
     with pytest.raises(ConfigError, match=EMPTY_TEST_SET):
         plot_feature_importance(model, test_set.iloc[:0], features, IMPORTANCE)
+
+
+# --- data without a time column or a key (finding: baseline hard-coded station_id) ---
+
+STATIC_FEATURES = {
+    "time_column": None,
+    "key_columns": [],
+    "dedupe": "whole_rows",
+    "target": "target",
+    "numeric": ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"],
+    "categorical": [],
+    "calendar": [],
+}
+
+
+@pytest.fixture(scope="module")
+def static_case():
+    """sklearn's diabetes data (no time column, no key): train, test, fitted model."""
+    from sklearn.datasets import load_diabetes  # noqa: PLC0415
+
+    data = load_diabetes(as_frame=True, scaled=False).frame
+    train, test = data.iloc[:350], data.iloc[350:]
+    fitted = build_model(STATIC_FEATURES, HGB)
+    return (
+        train,
+        test,
+        fitted.fit(model_inputs(train, STATIC_FEATURES), train["target"]),
+    )
+
+
+def test_without_time_column_or_key_evaluation_runs_end_to_end(static_case, caplog):
+    train, test, model = static_case
+    predictions = predict_test_set(model, test, STATIC_FEATURES)
+    assert list(predictions.columns) == ["actual", "predicted"]
+    # The default use case's baseline config, applied to data that has neither the
+    # station_id group nor a time column: time grains are ignored, and naming a
+    # column the data lacks says which key of which file to fix.
+    bike_baseline = {"group_by": ["station_id"], "time_grains": ["day_of_week", "hour"]}
+    with pytest.raises(
+        ConfigError,
+        match=r"\['station_id'\] of baseline\.group_by are not in the data(.|\n)*"
+        r"Hint: fix use_case\.baseline\.group_by in conf/base/use_case\.yml",
+    ):
+        fit_baseline(train, STATIC_FEATURES, bike_baseline)
+    grains_only = {"group_by": [], "time_grains": ["day_of_week", "hour"]}
+    table = fit_baseline(train, STATIC_FEATURES, grains_only)
+    assert "time_grains ['day_of_week', 'hour'] are ignored" in caplog.text
+    baseline = predict_baseline(table, test, STATIC_FEATURES, grains_only)
+    np.testing.assert_allclose(baseline.to_numpy(), train["target"].mean())
+    by_sex = {"group_by": ["sex"], "time_grains": []}
+    grouped = predict_baseline(
+        fit_baseline(train, STATIC_FEATURES, by_sex), test, STATIC_FEATURES, by_sex
+    )
+    means = train.groupby("sex")["target"].mean()
+    np.testing.assert_allclose(grouped.to_numpy(), test["sex"].map(means).to_numpy())
+    metrics = evaluate_predictions(predictions, baseline)
+    assert metrics["rmse"] < metrics["baseline_rmse"]
+
+
+def test_residuals_without_time_are_plotted_against_the_prediction(static_case):
+    _, test, model = static_case
+    predictions = predict_test_set(model, test, STATIC_FEATURES)
+    fig = plot_residuals(predictions, STATIC_FEATURES)
+    top, bottom = fig.axes
+    assert (
+        top.get_title() == "Residual against prediction (all 92 rows; no time column)"
+    )
+    assert top.get_xlabel() == "Predicted"
+    offsets = top.collections[0].get_offsets()
+    np.testing.assert_allclose(offsets[:, 0], predictions["predicted"])
+    np.testing.assert_allclose(
+        offsets[:, 1], predictions["predicted"] - predictions["actual"]
+    )
+    assert bottom.get_title() == "Distribution of residuals"
+    importance_fig, table = plot_feature_importance(
+        model, test, STATIC_FEATURES, IMPORTANCE
+    )
+    assert set(table["feature"]) == set(STATIC_FEATURES["numeric"])
+    assert "calendar" not in importance_fig.axes[0].get_title()
+
+
+def test_daily_data_residuals_are_shown_by_day_of_week(features):
+    days = pd.date_range("2025-03-01", periods=28, freq="D")
+    predictions = pd.DataFrame(
+        {"timestamp": days, "actual": np.arange(28.0), "predicted": np.arange(28.0) + 1}
+    )
+    bottom = plot_residuals(predictions, features).axes[1]
+    assert bottom.get_xlabel() == "Day of week (0 = Monday) (from timestamp)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 
 import numpy as np
@@ -473,4 +474,121 @@ def test_scored_at_is_the_runs_save_version_in_utc(
             score_window(
                 partitions, serving_model, "latest", SERVING, full_source, features
             )
+        )
+
+
+# --- a single-file source without a time column or a key ----------------------------
+
+STATIC_FEATURES = {
+    "time_column": None,
+    "key_columns": [],
+    "dedupe": "whole_rows",
+    "target": "target",
+    "numeric": ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"],
+    "categorical": [],
+    "calendar": [],
+}
+STATIC_SOURCE = {
+    "partition_date_format": "%Y-%m-%d",
+    "window": {"start": None, "end": None, "last_days": None},
+    "sample": {"fraction": 1.0, "key_columns": [], "seed": 0},
+    "contract": {
+        "min_rows": 1,
+        "unique_key": [],
+        "columns": {
+            **{name: {"dtype": "float"} for name in STATIC_FEATURES["numeric"]},
+            "target": {"dtype": "float", "min": 0},
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def static_case():
+    """sklearn's diabetes table (no time column, no key), a model fitted on it."""
+    from sklearn.datasets import load_diabetes  # noqa: PLC0415
+
+    data = load_diabetes(as_frame=True, scaled=False).frame
+    model = build_model(
+        STATIC_FEATURES,
+        {
+            "class": "sklearn.ensemble.HistGradientBoostingRegressor",
+            "kwargs": {"max_iter": 10},
+            "seed": 0,
+        },
+    ).fit(model_inputs(data, STATIC_FEATURES), data["target"])
+    return data, {
+        "alias": "dev",
+        "version": 3,
+        "run_id": "r",
+        "tags": {},
+        "model": model,
+    }
+
+
+def test_a_single_file_is_scored_whole_as_one_chunk(static_case, caplog):
+    data, serving_model = static_case
+    caplog.set_level(logging.INFO, logger="modelops.pipelines.serving.nodes")
+    serving = {**SERVING, "chunk_rows": 100}  # last_days 1 does not apply to a file
+    scored = list(
+        score_window(
+            data.drop(columns="target"),
+            serving_model,
+            VERSION,
+            serving,
+            STATIC_SOURCE,
+            STATIC_FEATURES,
+        )
+    )
+    assert len(scored) == 1
+    predictions, log, progress = scored[0]
+    assert list(predictions) == ["single_file"]
+    frame = predictions["single_file"]
+    # Without a key, a prediction names its partition and its row there.
+    assert frame.columns.tolist() == [
+        "source_partition",
+        "source_row",
+        "prediction",
+        *IDENTITY_COLUMNS,
+    ]
+    assert frame["source_row"].tolist() == list(range(442))
+    expected = serving_model["model"].predict(model_inputs(data, STATIC_FEATURES))
+    np.testing.assert_array_equal(frame["prediction"].to_numpy(), expected)
+    assert "target" not in log["single_file"].columns
+    assert progress["first_partition"] == progress["last_partition"] == "single_file"
+    assert "scored whole" in caplog.text
+
+
+def test_the_dev_sample_without_keys_keeps_source_rows(static_case):
+    data, serving_model = static_case
+    source = {
+        **STATIC_SOURCE,
+        "sample": {"fraction": 0.25, "key_columns": [], "seed": 0},
+    }
+    ((predictions, log, _),) = score_window(
+        data, serving_model, VERSION, SERVING, source, STATIC_FEATURES
+    )
+    rows = predictions["single_file"]["source_row"].to_numpy()
+    assert 80 < len(rows) < 140
+    # The rows the dev sample keeps in data processing: the same hash of whole rows.
+    from modelops.pipelines.data_processing.nodes import sample_rows  # noqa: PLC0415
+
+    kept = sample_rows(data, source["sample"])
+    pd.testing.assert_frame_equal(
+        data.iloc[rows].reset_index(drop=True), kept.reset_index(drop=True)
+    )
+    assert log["single_file"]["target"].tolist() == kept["target"].tolist()
+
+
+def test_a_feature_outside_the_contract_names_the_use_case_keys(static_case):
+    data, serving_model = static_case
+    features = {**STATIC_FEATURES, "numeric": [*STATIC_FEATURES["numeric"], "bmi2"]}
+    with pytest.raises(
+        ConfigError,
+        match=r"\['bmi2'\] \(features\.time_column, numeric, categorical\) are not "
+        r"columns of the data contract(.|\n)*Hint: declare them in "
+        r"use_case\.contract\.columns in conf/base/use_case\.yml",
+    ):
+        list(
+            score_window(data, serving_model, VERSION, SERVING, STATIC_SOURCE, features)
         )

@@ -76,14 +76,64 @@ def test_random_split_is_seeded(model_input_table, features):
     ],
 )
 def test_bad_split_config_is_named(model_input_table, features, split, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as info:
         split_model_input(model_input_table, split, features)
+    assert "use_case.split" in str(info.value)
+    assert "conf/base/use_case.yml" in str(info.value)
 
 
 def test_time_split_needs_a_time_column(model_input_table, features):
     split = {"strategy": "time", "cutoff": None, "test_days": 7}
-    with pytest.raises(ConfigError, match="use strategy 'random'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"use strategy 'random' \(use_case\.split\.strategy in "
+        r"conf/base/use_case\.yml\)",
+    ):
         split_model_input(model_input_table, split, {**features, "time_column": None})
+
+
+STATIC_FEATURES = {
+    "time_column": None,
+    "key_columns": [],
+    "dedupe": "whole_rows",
+    "target": "target",
+    "numeric": ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"],
+    "categorical": [],
+    "calendar": [],
+}
+
+
+@pytest.fixture(scope="module")
+def diabetes() -> pd.DataFrame:
+    """A real static dataset: no time column, no key (ships with sklearn)."""
+    from sklearn.datasets import load_diabetes  # noqa: PLC0415
+
+    return load_diabetes(as_frame=True, scaled=False).frame
+
+
+def test_data_without_time_column_or_key_splits_at_random_and_trains(diabetes):
+    split = {"strategy": "random", "test_fraction": 0.2, "seed": 42}
+    train, test, manifest = split_model_input(diabetes, split, STATIC_FEATURES)
+    assert len(train) + len(test) == 442
+    assert 60 < len(test) < 120
+    assert set(manifest) >= {"train_sha256", "test_sha256"}
+    assert "train_start" not in manifest
+    model = train_model(train, STATIC_FEATURES, SMALL_HGB)
+    assert [name for name, _ in model.steps] == ["prepare", "model"]  # no calendar
+    predicted = model.predict(model_inputs(test, STATIC_FEATURES))
+    assert len(predicted) == len(test)
+
+
+def test_training_names_a_missing_column_and_the_use_case_key(diabetes):
+    features = {**STATIC_FEATURES, "numeric": ["age", "bmi_"]}
+    with pytest.raises(
+        ConfigError,
+        match=r"\['bmi_'\] are not in the train set(.|\n)*Hint: fix use_case\.features "
+        r"in conf/base/use_case\.yml",
+    ):
+        train_model(diabetes, features, SMALL_HGB)
+    with pytest.raises(ConfigError, match=r"target 'target' is also a model input"):
+        train_model(diabetes, {**features, "numeric": ["age", "target"]}, SMALL_HGB)
 
 
 def test_trained_model_turns_raw_rows_into_predictions(model_input_table, features):

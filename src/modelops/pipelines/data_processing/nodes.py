@@ -7,32 +7,66 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from modelops.contracts import (
     Contract,
     contract_violations,
     parse_contract,
+    use_case_key,
     validate_frame,
 )
 from modelops.errors import ConfigError, SourceWindowError
 from modelops.features import CalendarFeatures
 from modelops.lineage import content_hash
+from modelops.modeling import calendar_features, check_features
 
 logger = logging.getLogger(__name__)
 
 PARAMS_FILE = "conf/base/parameters_data_processing.yml"
+# The partition id a single-file source (a CSV or parquet file, not date partitions)
+# is read as: the whole file is one partition, and date windows do not apply.
+SINGLE_FILE = "single_file"
 _HASH_BUCKETS = 1_000_000
+
+Partitions = Mapping[str, Callable[[], pd.DataFrame]]
+
+
+def as_partitions(source_data: Partitions | pd.DataFrame) -> Partitions:
+    """The source as partition id -> loader: a single file is one partition.
+
+    A PartitionedDataset loads as such a mapping already; a CSV or parquet dataset
+    loads as one DataFrame, which becomes the partition ``single_file``.
+
+    Raises:
+        ConfigError: the source entry loads something else.
+    """
+    if isinstance(source_data, pd.DataFrame):
+        return {SINGLE_FILE: lambda: source_data}
+    if isinstance(source_data, Mapping):
+        return source_data
+    raise ConfigError(
+        f"The production source loaded a {type(source_data).__name__}; expected date "
+        f"partitions (partitions.PartitionedDataset) or one table (pandas.CSVDataset, "
+        f"pandas.ParquetDataset).\nHint: fix {use_case_key('source.dataset')}."
+    )
+
+
+def is_single_file(partitions: Partitions) -> bool:
+    """Whether the source is one file (see ``as_partitions``), not date partitions."""
+    return list(partitions) == [SINGLE_FILE]
 
 
 def load_source_window(
-    partitions: Mapping[str, Callable[[], pd.DataFrame]], source: Mapping[str, Any]
+    partitions: Partitions | pd.DataFrame, source: Mapping[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Load the source partitions inside the window, each checked against the contract.
 
     Args:
         partitions: Partition id (a date string) to loader, as a PartitionedDataset
-            gives it.
+            gives it; or one DataFrame (a single-file source), read whole as the
+            partition ``single_file``: the window does not apply to it.
         source: The ``source`` parameters: ``partition_date_format``, ``window``
             (``start``, ``end``, ``last_days``) and ``contract``.
 
@@ -46,9 +80,22 @@ def load_source_window(
         DataContractError: a partition breaks the contract; nothing is returned.
     """
     contract = parse_contract(source["contract"])
-    selected = select_partitions(
-        list(partitions), source["window"], source["partition_date_format"]
-    )
+    partitions = as_partitions(partitions)
+    if is_single_file(partitions):
+        window = {
+            k: v for k, v in (source.get("window") or {}).items() if v is not None
+        }
+        if window:
+            logger.warning(
+                "source.window %s does not apply: the source is a single file, read "
+                "whole",
+                window,
+            )
+        selected = [SINGLE_FILE]
+    else:
+        selected = select_partitions(
+            list(partitions), source["window"], source["partition_date_format"]
+        )
     loaded = [(pid, partitions[pid]()) for pid in selected]
     data = _validated_concat(loaded, contract)
     entries = []
@@ -94,12 +141,19 @@ def _validated_concat(
         if not contract_violations(data, contract):
             return data[contract.column_names]
     for partition_id, frame in loaded:
-        validate_frame(frame, contract, where=f"source partition '{partition_id}'")
+        validate_frame(frame, contract, where=_where(partition_id))
     data = pd.concat(
         [frame[contract.column_names] for _, frame in loaded], ignore_index=True
     )
     validate_frame(data, contract, where="the source window (all partitions together)")
     return data
+
+
+def _where(partition_id: str) -> str:
+    """How a partition is named in messages."""
+    if partition_id == SINGLE_FILE:
+        return f"the source file ({use_case_key('source.dataset')})"
+    return f"source partition '{partition_id}'"
 
 
 def select_partitions(
@@ -126,7 +180,7 @@ def select_partitions(
             raise SourceWindowError(
                 f"Source partition '{partition_id}' is not named as a date in format "
                 f"'{date_format}'.\nHint: remove or rename the file, or set "
-                f"source.partition_date_format in {PARAMS_FILE}."
+                f"{use_case_key('source.partition_date_format')}."
             ) from err
         dated.append((day, partition_id))
     dated.sort()
@@ -163,15 +217,37 @@ def select_partitions(
 def sample_rows(data: pd.DataFrame, sample: Mapping[str, Any]) -> pd.DataFrame:
     """Keep a deterministic fraction of rows, chosen by a salted hash of key columns.
 
-    A row's fate depends only on its key values and the seed, so the same rows are
-    kept whatever window or partition order is read.
+    A row's fate depends only on its key values (the whole row when ``key_columns``
+    is empty) and the seed, so the same rows are kept whatever window or partition
+    order is read.
 
     Args:
         data: Rows to sample; not modified.
-        sample: ``fraction`` in (0, 1], ``key_columns`` and ``seed``.
+        sample: ``fraction`` in (0, 1], ``key_columns`` ([] = hash the whole row)
+            and ``seed``.
 
     Returns:
         The kept rows (all of them when fraction is 1), index reset.
+    """
+    keep = sample_mask(data, sample)
+    if keep is None:
+        return data.reset_index(drop=True)
+    kept = data.loc[keep].reset_index(drop=True)
+    logger.info(
+        "Sampled %d of %d rows (fraction %s, hash of %s)",
+        len(kept),
+        len(data),
+        sample["fraction"],
+        list(sample.get("key_columns") or []) or "whole rows",
+    )
+    return kept
+
+
+def sample_mask(data: pd.DataFrame, sample: Mapping[str, Any]) -> np.ndarray | None:
+    """Which rows ``sample_rows`` keeps (a boolean array), or None to keep them all.
+
+    Raises:
+        ConfigError: the fraction is not in (0, 1], or a key column is missing.
     """
     fraction = float(sample["fraction"])
     if not 0.0 < fraction <= 1.0:
@@ -180,36 +256,73 @@ def sample_rows(data: pd.DataFrame, sample: Mapping[str, Any]) -> pd.DataFrame:
             f"Hint: fix the env's parameters_data_processing.yml."
         )
     if fraction == 1.0:
-        return data.reset_index(drop=True)
-    keys = _require_columns(data, sample["key_columns"], "source.sample.key_columns")
-    salt = f"{int(sample['seed']):016d}"[-16:]  # pandas wants a 16-character key
-    hashes = pd.util.hash_pandas_object(data[keys], index=False, hash_key=salt)
-    keep = (hashes.to_numpy() % _HASH_BUCKETS) < round(fraction * _HASH_BUCKETS)
-    kept = data.loc[keep].reset_index(drop=True)
-    logger.info("Sampled %d of %d rows (fraction %s)", len(kept), len(data), fraction)
-    return kept
+        return None
+    keys = list(sample.get("key_columns") or [])
+    if keys:
+        _require_columns(
+            data,
+            keys,
+            "source.sample.key_columns",
+            use_case_key("features.key_columns"),
+        )
+    hashed = data[keys] if keys else data
+    seed = int(sample["seed"])
+    salt = f"{seed:016d}"[-16:]  # pandas wants a 16-character key
+    hashes = pd.util.hash_pandas_object(hashed, index=False, hash_key=salt).to_numpy()
+    if seed:  # pandas salts only string columns: mix the seed in for every dtype
+        hashes = pd.util.hash_array(hashes ^ np.uint64(seed % 2**64))
+    return (hashes % _HASH_BUCKETS) < round(fraction * _HASH_BUCKETS)
 
 
 def clean_source(data: pd.DataFrame, features: Mapping[str, Any]) -> pd.DataFrame:
-    """Drop repeated rows of the same key (the newest wins) and sort by key.
+    """Drop repeated rows as ``features.dedupe`` says, and sort by key.
+
+    ``keys``: one row per ``key_columns`` value (the newest wins), sorted by key.
+    ``whole_rows``: identical rows kept once (the first), order kept. ``none``: all
+    rows, order kept.
 
     Args:
         data: Contract-checked source rows; not modified.
-        features: The ``features`` parameters (``key_columns`` is used).
+        features: The ``features`` parameters (``key_columns`` and ``dedupe``).
 
     Returns:
-        One row per key, sorted by key, index reset.
+        The cleaned rows, index reset.
+
+    Raises:
+        ConfigError: the features settings are invalid, e.g. ``dedupe: keys``
+            without key columns.
     """
-    keys = _require_columns(data, features["key_columns"], "features.key_columns")
-    clean = data.drop_duplicates(subset=keys, keep="last")
+    check_features(features)
+    keys = list(features["key_columns"])
+    mode = features.get("dedupe", "keys")
+    if keys:
+        _require_columns(data, keys, "features.key_columns")
+    if mode == "keys" and not keys:
+        raise ConfigError(
+            "features.dedupe is 'keys' but features.key_columns is empty: there is "
+            f"no key to dedupe on.\nHint: set features.dedupe to whole_rows or none, "
+            f"or name the key columns, in {use_case_key('features')}."
+        )
+    if mode == "keys":
+        clean = data.drop_duplicates(subset=keys, keep="last")
+    elif mode == "whole_rows":
+        clean = data.drop_duplicates(keep="first")
+    else:
+        clean = data
     dropped = len(data) - len(clean)
     if dropped:
-        logger.warning("Dropped %d rows that repeated an earlier key %s", dropped, keys)
-    return clean.sort_values(keys, kind="stable").reset_index(drop=True)
+        what = f"an earlier key {keys}" if mode == "keys" else "an earlier row"
+        logger.warning("Dropped %d rows that repeated %s", dropped, what)
+    if keys:
+        clean = clean.sort_values(keys, kind="stable")
+    return clean.reset_index(drop=True)
 
 
 def build_model_input(data: pd.DataFrame, features: Mapping[str, Any]) -> pd.DataFrame:
     """Derive the calendar features and keep the columns the model input table holds.
+
+    Without a time column (``features.time_column`` null) no calendar feature is
+    derived, whatever ``features.calendar`` says.
 
     Args:
         data: Clean source rows; not modified.
@@ -217,34 +330,57 @@ def build_model_input(data: pd.DataFrame, features: Mapping[str, Any]) -> pd.Dat
             ``categorical`` and ``calendar`` lists.
 
     Returns:
-        Keys, feature columns and target, in that order.
+        Keys, time column, feature columns and target, in that order.
     """
-    calendar = CalendarFeatures(
-        time_column=features["time_column"], features=list(features["calendar"])
-    )
-    derived = calendar.fit_transform(data)
+    check_features(features)
+    calendar = calendar_features(features)
+    if features.get("calendar") and not calendar:
+        logger.warning(
+            "features.calendar %s is ignored: features.time_column is null",
+            list(features["calendar"]),
+        )
+    time_column = features.get("time_column")
+    derived = data
+    if calendar:
+        _require_columns(data, [time_column], "features.time_column")
+        derived = CalendarFeatures(time_column, calendar).fit_transform(data)
     columns = list(
         dict.fromkeys(
             [
                 *features["key_columns"],
+                *([time_column] if time_column else []),
                 *features["numeric"],
                 *features["categorical"],
-                *features["calendar"],
+                *calendar,
                 features["target"],
             ]
         )
     )
-    _require_columns(derived, columns, "features")
+    for key in ("key_columns", "numeric", "categorical"):
+        _require_columns(derived, list(features[key]), f"features.{key}")
+    if time_column:
+        _require_columns(derived, [time_column], "features.time_column")
+    _require_columns(derived, [features["target"]], "features.target")
     return derived[columns]
 
 
-def _require_columns(data: pd.DataFrame, names: list[str], setting: str) -> list[str]:
-    """Return ``names`` if all are columns of ``data``; else a ConfigError."""
+def _require_columns(
+    data: pd.DataFrame, names: list[str], setting: str, fix: str | None = None
+) -> list[str]:
+    """Return ``names`` if all are columns of ``data``; else a ConfigError.
+
+    Args:
+        data: The frame that must have the columns.
+        names: The columns.
+        setting: The parameter that names them (``features.numeric``...).
+        fix: Where to fix it (default: that key in conf/base/use_case.yml).
+    """
     missing = [name for name in names if name not in data.columns]
     if missing:
         raise ConfigError(
             f"Column(s) {missing} named in {setting} are not in the data (columns: "
-            f"{list(data.columns)}).\nHint: fix {setting} in {PARAMS_FILE}."
+            f"{list(data.columns)}).\nHint: fix {fix or use_case_key(setting)} (the "
+            f"data holds the columns of use_case.contract there)."
         )
     return list(names)
 

@@ -14,15 +14,17 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 from sklearn.pipeline import Pipeline
 
+from modelops.contracts import use_case_key
 from modelops.errors import ConfigError, DataContractError
-from modelops.features import CALENDAR_FEATURES
-from modelops.modeling import input_columns, model_inputs
+from modelops.features import CALENDAR_FEATURES, calendar_columns
+from modelops.modeling import calendar_features, input_columns, model_inputs
 
 logger = logging.getLogger(__name__)
 
-DATA_CONF = "conf/base/parameters_data_processing.yml"
 TRAINING_CONF = "conf/base/parameters_training.yml"
 EVALUATION_CONF = "conf/base/parameters_evaluation.yml"
+SPLIT_CONF = use_case_key("split")
+BASELINE_CONF = use_case_key("baseline")
 
 ACTUAL = "actual"
 PREDICTED = "predicted"
@@ -66,10 +68,15 @@ def predict_test_set(
     if clash:
         raise ConfigError(
             f"Key column(s) {clash} clash with the prediction columns "
-            f"'{ACTUAL}'/'{PREDICTED}'.\nHint: rename them in features.key_columns "
-            f"of {DATA_CONF}."
+            f"'{ACTUAL}'/'{PREDICTED}'.\nHint: rename them in "
+            f"{use_case_key('features.key_columns')}."
         )
-    _require_columns(test_set, [*keys, target, *input_columns(features)], "test set")
+    _require_columns(
+        test_set,
+        [*keys, target, *input_columns(features)],
+        "test set",
+        setting="features",
+    )
     predicted = np.asarray(model.predict(model_inputs(test_set, features)))
     predicted = predicted.astype("float64").reshape(len(test_set), -1)
     if predicted.shape[1] != 1:
@@ -93,7 +100,8 @@ def fit_baseline(
 
     With ``group_by: [station_id]`` and ``time_grains: [day_of_week, hour]`` this is
     the per-station hour-of-week mean. Time grains are calendar features derived from
-    ``features["time_column"]`` (names from ``modelops.features.CALENDAR_FEATURES``).
+    ``features["time_column"]`` (names from ``modelops.features.CALENDAR_FEATURES``);
+    without a time column they are ignored (group means, or the global mean).
 
     Args:
         train_set: Rows of the model input table; not modified.
@@ -110,15 +118,15 @@ def fit_baseline(
         ConfigError: the train set has no labelled rows, the baseline config is
             invalid, or a configured column is missing.
     """
-    group_by, grains = _baseline_spec(baseline)
+    group_by, grains = _baseline_spec(baseline, features)
     target = features["target"]
-    _require_columns(train_set, [target], "train set")
+    _require_columns(train_set, [target], "train set", setting="features.target")
     keys = _baseline_keys(train_set, features, group_by, grains)
     values = train_set[target].astype("float64")
     if not values.notna().any():
         raise ConfigError(
             "The train set has no labelled rows, so there is no baseline to fit.\n"
-            f"Hint: widen the split window in {TRAINING_CONF}."
+            f"Hint: widen the split window in {SPLIT_CONF}."
         )
     columns = [*group_by, *grains]
     if not columns:
@@ -161,18 +169,18 @@ def predict_baseline(
             baseline config, or a configured column is missing.
     """
     _require_rows(test_set, "test set")
-    group_by, grains = _baseline_spec(baseline)
+    group_by, grains = _baseline_spec(baseline, features, warn=False)
     _require_columns(
         baseline_table,
         [*group_by, *grains, BASELINE_MEAN, BASELINE_ROWS],
         "baseline table",
-        hint=f"refit the baseline with the current baseline config of {EVALUATION_CONF}",
+        hint=f"refit the baseline with the current {BASELINE_CONF}",
     )
     table = baseline_table[baseline_table[BASELINE_ROWS] > 0]
     if table.empty:
         raise ConfigError(
             "The baseline table is empty, so the baseline cannot predict.\n"
-            f"Hint: widen the split window in {TRAINING_CONF} and refit it."
+            f"Hint: widen the split window in {SPLIT_CONF} and refit it."
         )
     keys = _baseline_keys(test_set, features, group_by, grains)
     result = pd.Series(np.nan, index=test_set.index, name=BASELINE, dtype="float64")
@@ -207,22 +215,37 @@ def predict_baseline(
     return result
 
 
-def _baseline_spec(baseline: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """Return the validated ``group_by`` and ``time_grains`` lists."""
+def _baseline_spec(
+    baseline: Mapping[str, Any], features: Mapping[str, Any], *, warn: bool = True
+) -> tuple[list[str], list[str]]:
+    """Return the validated ``group_by`` and ``time_grains`` lists.
+
+    Without a time column the time grains are dropped (and, with ``warn``, logged):
+    the baseline is then the mean per ``group_by`` (the global mean without groups).
+    """
     group_by = list(baseline.get("group_by") or [])
     grains = list(baseline.get("time_grains") or [])
     unknown = [name for name in grains if name not in CALENDAR_FEATURES]
     if unknown:
         raise ConfigError(
             f"Unknown baseline time grain(s) {unknown}; expected some of "
-            f"{sorted(CALENDAR_FEATURES)}.\nHint: fix baseline.time_grains in "
-            f"{EVALUATION_CONF}."
+            f"{sorted(CALENDAR_FEATURES)}.\nHint: fix "
+            f"{use_case_key('baseline.time_grains')}."
         )
+    if grains and not features.get("time_column"):
+        if warn:
+            logger.warning(
+                "baseline.time_grains %s are ignored: features.time_column is null; "
+                "the baseline is the mean per %s",
+                grains,
+                group_by or "whole train set",
+            )
+        grains = []
     both = [name for name in group_by if name in grains]
     if both:
         raise ConfigError(
             f"Column(s) {both} are in both baseline.group_by and "
-            f"baseline.time_grains.\nHint: list each once in {EVALUATION_CONF} "
+            f"baseline.time_grains.\nHint: list each once in {BASELINE_CONF} "
             f"(time grains are derived from the time column)."
         )
     return group_by, grains
@@ -235,20 +258,20 @@ def _baseline_keys(
     grains: Sequence[str],
 ) -> pd.DataFrame:
     """The group columns of ``frame`` plus the time grains derived from its time."""
-    time_column = features["time_column"]
-    _require_columns(
-        frame,
-        [*group_by, *([time_column] if grains else [])],
-        "data",
-        hint=f"fix baseline.group_by in {EVALUATION_CONF} or features in {DATA_CONF}",
-    )
+    missing = [name for name in group_by if name not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"Column(s) {missing} of baseline.group_by are not in the data (columns: "
+            f"{list(frame.columns)}).\nHint: fix "
+            f"{use_case_key('baseline.group_by')} (columns of the model input table: "
+            f"key, numeric or categorical features; [] for the global mean)."
+        )
     keys = frame[list(group_by)]
     if not grains:
         return keys
-    timestamps = pd.to_datetime(frame[time_column])
-    return keys.assign(
-        **{name: CALENDAR_FEATURES[name](timestamps).astype("int64") for name in grains}
-    )
+    time_column = features["time_column"]
+    _require_columns(frame, [time_column], "data", setting="features.time_column")
+    return keys.assign(**calendar_columns(frame[time_column], grains))
 
 
 def _level_means(table: pd.DataFrame, level: list[str]) -> pd.DataFrame:
@@ -300,7 +323,7 @@ def evaluate_predictions(
             raise DataContractError(
                 f"{missing} of {len(array)} test rows have no '{name}' value; "
                 "metrics need every row.\nHint: check the target column of the "
-                f"test set (features.target in {DATA_CONF}) and the model output."
+                f"test set ({use_case_key('features.target')}) and the model output."
             )
         values[name] = array
     actual = values[ACTUAL]
@@ -417,48 +440,58 @@ def plot_predicted_vs_actual(test_predictions: pd.DataFrame) -> Figure:
 def plot_residuals(
     test_predictions: pd.DataFrame, features: Mapping[str, Any]
 ) -> Figure:
-    """Residuals (predicted - actual) over time and by hour of day.
+    """Residuals (predicted - actual) over time and by hour of day or day of week.
+
+    Without a time column (``features.time_column`` null): residuals against the
+    prediction, and their distribution.
 
     Args:
         test_predictions: The output of ``predict_test_set``; not modified.
         features: The ``features`` parameters (``time_column``).
 
     Returns:
-        A two-axes figure: top, the mean residual per timestamp (per day when there
-        are more than 500 timestamps) with a +-1 std band; bottom, residual boxplots
-        per hour of day with the hourly mean.
+        A two-axes figure. With a time column: top, the mean residual per timestamp
+        (per day when there are more than 500 timestamps) with a +-1 std band;
+        bottom, residual boxplots per hour of day (per day of week when every
+        timestamp is at the same hour, as for daily data) with their means. Without:
+        top, residual against prediction (at most 20,000 points, a seeded sample);
+        bottom, a histogram of the residuals.
 
     Raises:
-        ConfigError: the test set is empty or has no time column.
+        ConfigError: the test set is empty or lacks a column it needs.
     """
     _require_rows(test_predictions, "test set")
-    time_column = features["time_column"]
-    _require_columns(
-        test_predictions, [time_column, ACTUAL, PREDICTED], "test predictions"
-    )
-    timestamps = pd.to_datetime(test_predictions[time_column])
+    time_column = features.get("time_column")
+    needed = [*([time_column] if time_column else []), ACTUAL, PREDICTED]
+    _require_columns(test_predictions, needed, "test predictions")
     residual = (
         test_predictions[PREDICTED].astype("float64")
         - test_predictions[ACTUAL].astype("float64")
     ).to_numpy()
-    frame = pd.DataFrame(
-        {
-            "time": timestamps.to_numpy(),
-            "hour": CALENDAR_FEATURES["hour"](timestamps).to_numpy(),
-            "residual": residual,
-        }
-    )
+    fig = Figure(figsize=(10.0, 8.0), dpi=DPI, layout="constrained")
+    top, bottom = fig.subplots(2, 1)
+    if time_column:
+        timestamps = pd.to_datetime(test_predictions[time_column])
+        _residuals_over_time(top, timestamps, residual, time_column)
+        _residuals_by_period(bottom, timestamps, residual, time_column)
+    else:
+        predicted = test_predictions[PREDICTED].to_numpy(dtype="float64")
+        _residuals_against_prediction(top, bottom, predicted, residual)
+    return fig
+
+
+def _residuals_over_time(
+    ax: Any, timestamps: pd.Series, residual: np.ndarray, time_column: str
+) -> None:
+    frame = pd.DataFrame({"time": timestamps.to_numpy(), "residual": residual})
     grain = f"{time_column} value"
     if frame["time"].nunique() > MAX_TIME_POINTS:
         frame["time"] = frame["time"].dt.floor("D")
         grain = "day"
     over_time = frame.groupby("time", sort=True)["residual"].agg(["mean", "std"])
     spread = over_time["std"].fillna(0.0)
-
-    fig = Figure(figsize=(10.0, 8.0), dpi=DPI, layout="constrained")
-    top, bottom = fig.subplots(2, 1)
     times = over_time.index.to_numpy()
-    top.fill_between(
+    ax.fill_between(
         times,
         over_time["mean"] - spread,
         over_time["mean"] + spread,
@@ -467,45 +500,95 @@ def plot_residuals(
         linewidth=0,
         label=r"mean $\pm$ 1 std across rows",
     )
-    top.plot(times, over_time["mean"], color="tab:blue", linewidth=1, label="mean")
-    top.axhline(0.0, color="black", linewidth=1, linestyle="--")
+    ax.plot(times, over_time["mean"], color="tab:blue", linewidth=1, label="mean")
+    ax.axhline(0.0, color="black", linewidth=1, linestyle="--")
     locator = mdates.AutoDateLocator()
-    top.xaxis.set_major_locator(locator)
-    top.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    top.set_xlabel(f"{time_column} (daily)" if grain == "day" else time_column)
-    top.set_ylabel("Residual (predicted - actual)")
-    top.set_title(f"Residual over time (mean per {grain})")
-    top.legend(loc="upper right")
-    top.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel(f"{time_column} (daily)" if grain == "day" else time_column)
+    ax.set_ylabel("Residual (predicted - actual)")
+    ax.set_title(f"Residual over time (mean per {grain})")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
 
-    hours = sorted(frame["hour"].unique())
-    groups = [frame.loc[frame["hour"] == hour, "residual"].to_numpy() for hour in hours]
-    bottom.boxplot(
+
+def _residuals_by_period(
+    ax: Any, timestamps: pd.Series, residual: np.ndarray, time_column: str
+) -> None:
+    hours = calendar_columns(timestamps, ["hour"])["hour"]
+    if len(np.unique(hours)) > 1:
+        period, label, ticks = hours, "Hour of day", range(24)
+    else:  # daily (or coarser) data: every row is at the same hour
+        period = calendar_columns(timestamps, ["day_of_week"])["day_of_week"]
+        label, ticks = "Day of week (0 = Monday)", range(7)
+    values = sorted(np.unique(period).tolist())
+    groups = [residual[period == value] for value in values]
+    ax.boxplot(
         groups,
-        positions=hours,
+        positions=values,
         widths=0.6,
         showfliers=False,
         patch_artist=True,
         boxprops={"facecolor": "tab:blue", "alpha": 0.35},
         medianprops={"color": "tab:blue"},
     )
-    bottom.plot(
-        hours,
+    ax.plot(
+        values,
         [group.mean() for group in groups],
         "o",
         color="tab:red",
         markersize=4,
         label="mean",
     )
-    bottom.axhline(0.0, color="black", linewidth=1, linestyle="--")
-    bottom.set_xticks(range(24))
-    bottom.set_xlim(-0.7, 23.7)
-    bottom.set_xlabel(f"Hour of day (from {time_column})")
-    bottom.set_ylabel("Residual (predicted - actual)")
-    bottom.set_title("Residual by hour of day (boxes: quartiles, whiskers: 1.5 IQR)")
+    ax.axhline(0.0, color="black", linewidth=1, linestyle="--")
+    ax.set_xticks(list(ticks))
+    ax.set_xlim(-0.7, len(ticks) - 0.3)
+    ax.set_xlabel(f"{label} (from {time_column})")
+    ax.set_ylabel("Residual (predicted - actual)")
+    ax.set_title(
+        f"Residual by {label.split(' (')[0].lower()} (boxes: quartiles, whiskers: "
+        f"1.5 IQR)"
+    )
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3, axis="y")
+
+
+def _residuals_against_prediction(
+    top: Any, bottom: Any, predicted: np.ndarray, residual: np.ndarray
+) -> None:
+    shown = np.arange(len(residual))
+    if len(shown) > MAX_SCATTER_POINTS:
+        rng = np.random.default_rng(PLOT_SEED)
+        shown = np.sort(rng.choice(shown, size=MAX_SCATTER_POINTS, replace=False))
+    top.scatter(
+        predicted[shown],
+        residual[shown],
+        s=6,
+        alpha=min(0.6, max(0.1, 1000 / len(shown))),
+        color="tab:blue",
+        edgecolors="none",
+        rasterized=True,
+    )
+    top.axhline(0.0, color="black", linewidth=1, linestyle="--")
+    top.set_xlabel("Predicted")
+    top.set_ylabel("Residual (predicted - actual)")
+    sample = (
+        f"{len(shown):,} of {len(residual):,} rows, seeded sample"
+        if len(shown) < len(residual)
+        else f"all {len(residual):,} rows"
+    )
+    top.set_title(f"Residual against prediction ({sample}; no time column)")
+    top.grid(alpha=0.3)
+    bottom.hist(residual, bins=min(50, max(5, len(residual) // 5)), color="tab:blue")
+    bottom.axvline(0.0, color="black", linewidth=1, linestyle="--")
+    bottom.axvline(
+        float(residual.mean()), color="tab:red", linewidth=1, label="mean residual"
+    )
+    bottom.set_xlabel("Residual (predicted - actual)")
+    bottom.set_ylabel("Rows")
+    bottom.set_title("Distribution of residuals")
     bottom.legend(loc="upper right")
     bottom.grid(alpha=0.3, axis="y")
-    return fig
 
 
 def plot_feature_importance(
@@ -541,7 +624,9 @@ def plot_feature_importance(
     n_repeats = _positive_int(importance, "n_repeats")
     seed = int(importance.get("seed", 0))
     target = features["target"]
-    _require_columns(test_set, [*input_columns(features), target], "test set")
+    _require_columns(
+        test_set, [*input_columns(features), target], "test set", setting="features"
+    )
     sample = test_set
     if len(sample) > max_rows:
         sample = sample.sample(n=max_rows, random_state=seed)
@@ -564,11 +649,10 @@ def plot_feature_importance(
         .sort_values("importance_mean", ascending=False, kind="stable")
         .reset_index(drop=True)
     )
-    time_column = features["time_column"]
+    time_column = features.get("time_column")
+    calendar = calendar_features(features)
     labels = [
-        f"{name} (calendar)"
-        if name == time_column and features.get("calendar")
-        else name
+        f"{name} (calendar)" if name == time_column and calendar else name
         for name in table["feature"]
     ]
     fig = Figure(
@@ -587,9 +671,10 @@ def plot_feature_importance(
     ax.set_yticks(positions, labels)
     ax.axvline(0.0, color="black", linewidth=1)
     ax.set_xlabel("Increase in RMSE when the column is shuffled")
+    covers = f"; '{time_column}' covers all calendar features" if calendar else ""
     ax.set_title(
         f"Permutation importance on the test set\n({len(sample):,} rows, "
-        f"{n_repeats} repeats; '{time_column}' covers all calendar features)"
+        f"{n_repeats} repeats{covers})"
     )
     ax.grid(alpha=0.3, axis="x")
     return fig, table
@@ -618,7 +703,8 @@ def _positive_int(importance: Mapping[str, Any], key: str) -> int:
 
 def _identity_columns(features: Mapping[str, Any]) -> list[str]:
     """Key columns, plus the time column when it is not a key (plots need it)."""
-    return list(dict.fromkeys([*features["key_columns"], features["time_column"]]))
+    time_column = [features["time_column"]] if features.get("time_column") else []
+    return list(dict.fromkeys([*features["key_columns"], *time_column]))
 
 
 def _require_rows(frame: pd.DataFrame, what: str) -> None:
@@ -626,19 +712,27 @@ def _require_rows(frame: pd.DataFrame, what: str) -> None:
     if frame.empty:
         raise ConfigError(
             f"The {what} is empty (0 rows), so there is nothing to evaluate.\nHint: "
-            f"widen the split window in {TRAINING_CONF} (or the source window in "
-            f"{DATA_CONF}) so the {what} gets rows."
+            f"widen the split in {SPLIT_CONF} (or the source window in "
+            f"conf/base/parameters_data_processing.yml) so the {what} gets rows."
         )
 
 
 def _require_columns(
-    frame: pd.DataFrame, names: Sequence[str], what: str, hint: str | None = None
+    frame: pd.DataFrame,
+    names: Sequence[str],
+    what: str,
+    hint: str | None = None,
+    *,
+    setting: str = "features",
 ) -> None:
-    """Raise ConfigError naming the columns of ``names`` missing from ``frame``."""
+    """Raise ConfigError naming the columns of ``names`` missing from ``frame``.
+
+    The hint is ``hint`` if given, else to fix ``setting`` in conf/base/use_case.yml.
+    """
     missing = [name for name in dict.fromkeys(names) if name not in frame.columns]
     if missing:
         raise ConfigError(
             f"Column(s) {missing} are not in the {what} (columns: "
             f"{list(frame.columns)}).\nHint: "
-            f"{hint or f'fix features in {DATA_CONF}'}."
+            f"{hint or f'fix {use_case_key(setting)}'}."
         )

@@ -12,15 +12,21 @@ import numpy as np
 import pandas as pd
 from kedro.io.core import VERSION_FORMAT
 
-from modelops.contracts import Contract, parse_contract, validate_frame
+from modelops.contracts import Contract, parse_contract, use_case_key, validate_frame
 from modelops.errors import (
     ConfigError,
     DataContractError,
     ModelopsError,
     SourceWindowError,
 )
-from modelops.modeling import input_columns, model_inputs
-from modelops.pipelines.data_processing.nodes import sample_rows, select_partitions
+from modelops.modeling import check_inputs_in_contract, input_columns, model_inputs
+from modelops.pipelines.data_processing.nodes import (
+    SINGLE_FILE,
+    as_partitions,
+    is_single_file,
+    sample_mask,
+    select_partitions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +37,14 @@ MODEL_VERSION = "model_version"
 RUN_ID = "run_id"
 SCORED_AT = "scored_at"
 SOURCE_PARTITION = "source_partition"
+# Without key columns a prediction is identified by its partition and its row there.
+SOURCE_ROW = "source_row"
 IDENTITY_COLUMNS = (MODEL_NAME, MODEL_VERSION, RUN_ID, SCORED_AT)
 # Catalog entries the scoring node writes (named in the summary).
 OUTPUTS = ("batch_predictions", "batch_prediction_log")
 
 Partitions = Mapping[str, Callable[[], pd.DataFrame]]
+_ROW_POSITION = "__modelops_row__"  # a chunk's row within its partition, while scoring
 Chunk = tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], dict[str, Any]]
 
 
@@ -126,6 +135,8 @@ def select_window(
             f"of days, or null to score every partition in [start, end].\nHint: fix "
             f"{SERVING_CONF} or pass --params serving.window.last_days=N."
         )
+    if list(partition_ids) == [SINGLE_FILE]:
+        return [SINGLE_FILE]  # a single-file source is scored whole
     try:
         return select_partitions(list(partition_ids), window, date_format)
     except SourceWindowError as err:
@@ -156,16 +167,23 @@ def _output_layout(
     features: Mapping[str, Any], contract: Contract, serving: Mapping[str, Any]
 ) -> tuple[list[str], list[str]]:
     """The columns kept from the source: keys (predictions) and keys + inputs (log)."""
+    check_inputs_in_contract(features, contract.column_names)
     prediction = serving["prediction_column"]
-    keys = list(features["key_columns"])
+    keys = list(features["key_columns"]) or [SOURCE_PARTITION, SOURCE_ROW]
     inputs = list(dict.fromkeys([*keys, *input_columns(features)]))
-    added = [prediction, *IDENTITY_COLUMNS, SOURCE_PARTITION]
+    added = [prediction, *IDENTITY_COLUMNS, SOURCE_PARTITION, SOURCE_ROW]
     if prediction in added[1:]:
         raise ConfigError(
             f"serving.prediction_column is '{prediction}', a column serving adds "
             f"itself ({added[1:]}).\nHint: rename it in {SERVING_CONF}."
         )
-    clash = sorted(set(added) & {*inputs, *contract.column_names, features["target"]})
+    source_columns = {
+        *features["key_columns"],
+        *input_columns(features),
+        *contract.column_names,
+        features["target"],
+    }
+    clash = sorted(set(added) & source_columns)
     if clash:
         raise ConfigError(
             f"Output column(s) {clash} clash with source columns.\nHint: rename "
@@ -187,8 +205,15 @@ def _validate_chunk(
         validate_frame(chunk, contract, where="the scoring chunk")
     except DataContractError:
         for partition_id, frame in parts:
-            validate_frame(frame, contract, where=f"source partition '{partition_id}'")
+            validate_frame(frame, contract, where=_where(partition_id))
         raise
+
+
+def _where(partition_id: str) -> str:
+    """How a partition is named in messages."""
+    if partition_id == SINGLE_FILE:
+        return f"the source file ({use_case_key('source.dataset')})"
+    return f"source partition '{partition_id}'"
 
 
 def _score_chunk(
@@ -202,7 +227,15 @@ def _score_chunk(
     """Sample and score one checked chunk: (predictions, prediction log)."""
     features, serving = context["features"], context["serving"]
     keys, inputs = layout
-    chunk = sample_rows(chunk, context["sample"])
+    # The sample hashes the source columns only (not what serving added), so a row's
+    # fate is the same whatever chunk it is read in.
+    keep = sample_mask(
+        chunk.drop(columns=[SOURCE_PARTITION, _ROW_POSITION]), context["sample"]
+    )
+    if keep is not None:
+        chunk = chunk.loc[keep].reset_index(drop=True)
+    if SOURCE_ROW in keys:
+        chunk = chunk.assign(**{SOURCE_ROW: chunk[_ROW_POSITION].to_numpy()})
     predicted = np.asarray(model.predict(model_inputs(chunk, features)))
     if predicted.size != len(chunk):
         raise ConfigError(
@@ -235,7 +268,7 @@ def _chunk_key(partition_ids: Sequence[str]) -> str:
 
 
 def score_window(
-    partitions: Partitions,
+    partitions: Partitions | pd.DataFrame,
     serving_model: Mapping[str, Any] | None,
     save_version: str,
     serving: Mapping[str, Any],
@@ -252,7 +285,9 @@ def score_window(
 
     Args:
         partitions: Partition id (a date) to loader, as the source PartitionedDataset
-            gives it; nothing is loaded outside the window.
+            gives it; nothing is loaded outside the window. Or one DataFrame (a
+            single-file source): scored whole, as one chunk; the window does not
+            apply.
         serving_model: The loaded ``batch_serving_model`` entry, or None if the alias
             points to no version.
         save_version: The run's Kedro save version: the output version folder and
@@ -290,6 +325,12 @@ def score_window(
             f"rows.\nHint: fix {SERVING_CONF}."
         )
     layout = _output_layout(features, contract, serving)
+    partitions = as_partitions(partitions)
+    if is_single_file(partitions):
+        logger.info(
+            "The source is a single file: it is scored whole (serving.window does "
+            "not apply)"
+        )
     selected = select_window(
         list(partitions), serving["window"], source["partition_date_format"]
     )
@@ -402,7 +443,7 @@ def _gather(
     for partition_id in selected[first:]:
         frame = partitions[partition_id]()
         if len(frame) < contract.min_rows:  # a check of the chunk cannot see this
-            validate_frame(frame, contract, where=f"source partition '{partition_id}'")
+            validate_frame(frame, contract, where=_where(partition_id))
         parts.append((partition_id, frame))
         rows += len(frame)
         if rows >= chunk_rows:
@@ -414,7 +455,12 @@ def _gather(
         np.repeat([pid for pid, _ in parts], [len(frame) for frame in frames]),
         dtype="str",
     )
-    return [pid for pid, _ in parts], chunk.assign(**{SOURCE_PARTITION: partition_of})
+    row_in_partition = np.concatenate(
+        [np.arange(len(frame), dtype=np.int64) for frame in frames]
+    )
+    return [pid for pid, _ in parts], chunk.assign(
+        **{SOURCE_PARTITION: partition_of, _ROW_POSITION: row_in_partition}
+    )
 
 
 def summarise_scoring(progress: Mapping[str, Any]) -> dict[str, Any]:

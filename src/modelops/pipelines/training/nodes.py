@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from modelops.contracts import use_case_key
 from modelops.errors import ConfigError
 from modelops.lineage import content_hash
-from modelops.modeling import build_model, model_inputs
+from modelops.modeling import build_model, check_features, input_columns, model_inputs
 
 TRAINING_CONF = "conf/base/parameters_training.yml"
+SPLIT_CONF = use_case_key("split")
 SPLIT_STRATEGIES = ("time", "random")
 
 
@@ -43,7 +45,7 @@ def split_model_input(
         if not 0.0 < fraction < 1.0:
             raise ConfigError(
                 f"split.test_fraction is {fraction}; expected a number in (0, 1).\n"
-                f"Hint: fix {TRAINING_CONF}."
+                f"Hint: fix {use_case_key('split.test_fraction')}."
             )
         rng = np.random.default_rng(int(split["seed"]))
         is_test = rng.random(len(table)) < fraction
@@ -51,15 +53,16 @@ def split_model_input(
     else:
         raise ConfigError(
             f"split.strategy is {strategy!r}; expected one of "
-            f"{list(SPLIT_STRATEGIES)}.\nHint: fix {TRAINING_CONF}."
+            f"{list(SPLIT_STRATEGIES)}.\nHint: fix {use_case_key('split.strategy')}."
         )
     train = table.loc[~is_test].reset_index(drop=True)
     test = table.loc[is_test].reset_index(drop=True)
     if train.empty or test.empty:
         raise ConfigError(
             f"The {strategy} split left {len(train)} training and {len(test)} test "
-            f"rows out of {len(table)}; both must be non-empty.\nHint: adjust split "
-            f"in {TRAINING_CONF} or widen source.window."
+            f"rows out of {len(table)}; both must be non-empty.\nHint: adjust "
+            f"{SPLIT_CONF}, or widen source.window in "
+            f"conf/base/parameters_data_processing.yml."
         )
     manifest = {
         "strategy": strategy,
@@ -86,6 +89,18 @@ def train_model(
     Returns:
         The fitted sklearn Pipeline: raw source columns in, predictions out.
     """
+    check_features(features)
+    missing = [
+        name
+        for name in [*input_columns(features), features["target"]]
+        if name not in train_set.columns
+    ]
+    if missing:
+        raise ConfigError(
+            f"Column(s) {missing} are not in the train set (columns: "
+            f"{list(train_set.columns)}).\nHint: fix {use_case_key('features')} "
+            f"and re-run data_processing."
+        )
     pipeline = build_model(features, model)
     return pipeline.fit(
         model_inputs(train_set, features), train_set[features["target"]]
@@ -99,8 +114,16 @@ def _time_split(
     time_column = features.get("time_column")
     if not time_column:
         raise ConfigError(
-            "split.strategy is 'time' but features.time_column is not set.\nHint: "
-            f"use strategy 'random' in {TRAINING_CONF} for data without a time column."
+            "split.strategy is 'time' but features.time_column is not set (null).\n"
+            f"Hint: for data without a time column use strategy 'random' "
+            f"({use_case_key('split.strategy')}); otherwise name the time column "
+            f"({use_case_key('features.time_column')})."
+        )
+    if time_column not in table.columns:
+        raise ConfigError(
+            f"Time column '{time_column}' is not in the model input table (columns: "
+            f"{list(table.columns)}).\nHint: fix "
+            f"{use_case_key('features.time_column')}."
         )
     timestamps = pd.to_datetime(table[time_column])
     if split.get("cutoff") is not None:
@@ -109,14 +132,14 @@ def _time_split(
         except ValueError as err:
             raise ConfigError(
                 f"split.cutoff is {split['cutoff']!r}; expected a date like "
-                f"2025-04-01.\nHint: fix {TRAINING_CONF}."
+                f"2025-04-01.\nHint: fix {use_case_key('split.cutoff')}."
             ) from err
     else:
         test_days = int(split["test_days"])
         if test_days < 1:
             raise ConfigError(
                 f"split.test_days is {test_days}; expected at least 1.\n"
-                f"Hint: fix {TRAINING_CONF}."
+                f"Hint: fix {use_case_key('split.test_days')}."
             )
         newest = timestamps.max().normalize()
         cutoff = newest - dt.timedelta(days=test_days - 1)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import is_regressor
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
@@ -26,12 +27,13 @@ from modelops.features import (
     calendar_values,
     wall_clock_seconds,
 )
+from modelops.modeling import input_columns
 
 TRAINING_CONF = "conf/base/parameters_training.yml"
 DATA_CONF = "conf/base/parameters_data_processing.yml"
 # Key of the JSON the predictor reads from the ONNX model's metadata_props.
 METADATA_KEY = "modelops"
-FORMAT = 1
+METADATA_FORMAT = 1
 OPSET = 21  # ai.onnx; skl2onnx 1.20 is tested up to 22
 ML_OPSET = 3  # ai.onnx.ml as skl2onnx writes it
 ML_OPSET_TREES = 5  # ai.onnx.ml with TreeEnsemble: float64 splits and leaf weights
@@ -39,6 +41,10 @@ ML_OPSET_TREES = 5  # ai.onnx.ml with TreeEnsemble: float64 splits and leaf weig
 # missing as unseen (no missing value among the encoder's training categories).
 UNSEEN_CATEGORY = "__modelops_unseen_category__"
 FALLBACK = "The model will be served in its sklearn form."
+# The graph's two inputs: the categorical columns as one [N, k] string matrix and the
+# numeric ones (calendar features included) as one [N, m] float64 matrix.
+CATEGORICAL_INPUT = "categorical_columns"
+NUMERIC_INPUT = "numeric_columns"
 # Links of HistGradientBoostingRegressor losses that skl2onnx's trees reproduce.
 IDENTITY_LOSSES = ("squared_error", "absolute_error", "quantile")
 # ai.onnx.ml TreeEnsemble (opset 5) node modes.
@@ -166,11 +172,7 @@ def model_layout(model: Any, features: Mapping[str, Any]) -> ModelLayout:
         )
     categorical = list(dict.fromkeys(features.get("categorical") or []))
     numeric = list(dict.fromkeys([*(features.get("numeric") or []), *calendar]))
-    expected = {
-        *([time_column] if time_column else []),
-        *categorical,
-        *(name for name in numeric if name not in calendar),
-    }
+    expected = set(input_columns(features))
     if expected != set(columns):
         raise OnnxExportError(
             "model",
@@ -223,45 +225,54 @@ def _encoders(rest: Pipeline) -> dict[str, tuple[Any, Any]]:
     return found
 
 
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 def _category_input(name: str, encoder: Any, categories: Any) -> CategoryInput:
-    """How column ``name`` is fed, given the encoder reading it (None: not known)."""
+    """How column ``name`` is fed, given the encoder reading it (None: not known).
+
+    Every missing value (None, NaN) reaches the graph as sklearn treats NaN, the
+    missing value of pandas' string dtype, which training data and requests have.
+    """
     if encoder is None:  # no encoder modelops knows: verification decides
         return CategoryInput((), UNSEEN_CATEGORY, None)
     values = list(categories)
-    known = [value for value in values if not _is_missing(value)]
-    strange = [value for value in known if not isinstance(value, str)]
-    if strange:
+    known = [value for value in values if isinstance(value, str)]
+    strange = [value for value in values if not isinstance(value, str)]
+    has_nan = any(_is_nan(value) for value in strange)
+    strange = [value for value in strange if not _is_nan(value)]
+    if strange:  # None is a category of its own to sklearn, unlike NaN
         raise OnnxExportError(
             f"prepare/{name}",
-            f"has non-string categories (e.g. {strange[0]!r}); the ONNX form "
-            f"encodes string categories only",
-            f"list only text columns in features.categorical ({DATA_CONF}).",
+            f"has non-text categories (e.g. {strange[0]!r}); the ONNX form encodes "
+            f"text categories, with NaN as the missing value",
+            f"train on the column with pandas' string dtype (missing values are "
+            f"then NaN), or list only text columns in features.categorical "
+            f"({DATA_CONF})",
         )
-    missing_category = next((value for value in values if _is_missing(value)), None)
-    clashes = {UNSEEN_CATEGORY, str(missing_category)} & set(known)
-    if UNSEEN_CATEGORY in known or (missing_category is not None and clashes):
+    key = str(np.nan) if has_nan else None  # skl2onnx writes str(category)
+    clashes = sorted({UNSEEN_CATEGORY, *([key] if key else [])} & set(known))
+    if clashes:
         raise OnnxExportError(
             f"prepare/{name}",
-            f"has a category {sorted(clashes)[0]!r} that the ONNX form reserves for "
+            f"has a category {clashes[0]!r} that the ONNX form reserves for "
             f"missing or unseen values",
-            f"rename that category in the source data ({DATA_CONF}).",
+            f"rename that category in the source data ({DATA_CONF})",
         )
-    if missing_category is None:  # sklearn treats a missing value as unseen
+    if key is None:  # NaN unseen in training: sklearn treats it as unseen
         return CategoryInput(tuple(known), UNSEEN_CATEGORY, None)
-    key = str(missing_category)  # skl2onnx writes categories as str(value)
-    if isinstance(encoder, OrdinalEncoder) and _is_missing(
-        encoder.encoded_missing_value
-    ):
-        # skl2onnx gives the missing category the next code, sklearn gives it
+    if isinstance(encoder, OrdinalEncoder) and _is_nan(encoder.encoded_missing_value):
+        # skl2onnx gives the NaN category the next code, sklearn gives it
         # encoded_missing_value (NaN): only the unseen path reproduces that.
-        if encoder.handle_unknown != "use_encoded_value" or not _is_missing(
+        if encoder.handle_unknown != "use_encoded_value" or not _is_nan(
             encoder.unknown_value
         ):
             raise OnnxExportError(
                 f"prepare/{name}",
                 "encodes missing and unseen categories differently, which the "
                 "ONNX ordinal encoder cannot reproduce",
-                f"use model.categorical_encoding 'auto' in {TRAINING_CONF}.",
+                f"use model.categorical_encoding 'auto' in {TRAINING_CONF}",
             )
         return CategoryInput(tuple(known), UNSEEN_CATEGORY, key)
     return CategoryInput(tuple(known), key, key)
@@ -326,10 +337,10 @@ def check_exportable(layout: ModelLayout) -> None:
                 f"remove categorical_features from model.kwargs in {TRAINING_CONF}; "
                 f"modelops encodes categories before the estimator",
             )
-        loss = (
-            estimator.get_params().get("loss") if kind.startswith("HistGrad") else None
-        )
-        if loss is not None and loss not in IDENTITY_LOSSES:
+        loss = estimator.get_params().get("loss")
+        if isinstance(estimator, HistGradientBoostingRegressor) and (
+            loss not in IDENTITY_LOSSES
+        ):
             raise OnnxExportError(
                 path,
                 f"({kind}) uses loss={loss!r}, whose inverse link skl2onnx does not "
@@ -384,7 +395,6 @@ def _tree_converters(captured: dict[str, dict[str, Any]]) -> dict[type, Callable
     from sklearn.ensemble import (  # noqa: PLC0415
         ExtraTreesRegressor,
         GradientBoostingRegressor,
-        HistGradientBoostingRegressor,
         RandomForestRegressor,
     )
     from sklearn.tree import DecisionTreeRegressor  # noqa: PLC0415
@@ -568,14 +578,61 @@ def _float64_trees(proto: Any, captured: Mapping[str, Mapping[str, Any]]) -> int
     return replaced
 
 
+def _grouped_inputs(proto: Any, categorical: list[str], numeric: list[str]) -> None:
+    """Replace the graph's [N, 1] column inputs by two matrices, split inside the graph.
+
+    One input per column costs the caller an array per column and a request; two
+    matrices are built in a few microseconds. A Split node gives each column its
+    old name back, so the converted graph is untouched.
+
+    Raises:
+        ValueError: a graph input that is neither, or a name already taken.
+    """
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    graph = proto.graph
+    inputs = [item.name for item in graph.input]
+    stray = sorted(set(inputs) - set(categorical) - set(numeric))
+    taken = {CATEGORICAL_INPUT, NUMERIC_INPUT} & {
+        *inputs,
+        *(name for node in graph.node for name in [*node.input, *node.output]),
+        *(item.name for item in graph.initializer),
+    }
+    if stray or taken:
+        raise ValueError(f"graph inputs {stray or sorted(taken)}")
+    splits, matrices = [], []
+    for name, columns, kind in (
+        (CATEGORICAL_INPUT, categorical, TensorProto.STRING),
+        (NUMERIC_INPUT, numeric, TensorProto.DOUBLE),
+    ):
+        if not columns:
+            continue
+        sizes = numpy_helper.from_array(
+            np.ones(len(columns), np.int64), f"{name}_sizes"
+        )
+        graph.initializer.append(sizes)
+        splits.append(
+            helper.make_node(
+                "Split", [name, sizes.name], columns, axis=1, name=f"{name}_split"
+            )
+        )
+        matrices.append(helper.make_tensor_value_info(name, kind, [None, len(columns)]))
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*splits, *nodes])
+    del graph.input[:]
+    graph.input.extend(matrices)
+
+
 def export_onnx(
     model: Any, features: Mapping[str, Any], *, name: str = "modelops"
 ) -> bytes:
     """The ONNX form of a fitted modelops Pipeline, or a clear refusal.
 
-    The graph takes one ``[N, 1]`` input per column the encoders and the estimator
-    read (strings for categorical columns, float64 for numeric and calendar ones);
-    the calendar features are derived before the graph by
+    The graph takes two inputs: ``CATEGORICAL_INPUT``, an ``[N, k]`` string matrix of
+    the categorical columns, and ``NUMERIC_INPUT``, an ``[N, m]`` float64 matrix of
+    the numeric and calendar columns (orders in the metadata). The calendar
+    features are derived before the graph by
     ``modelops.features.calendar_values``, the same function ``CalendarFeatures``
     uses. Tree regressors become float64 ``TreeEnsemble`` nodes (ai.onnx.ml 5).
     How to feed the graph (columns, calendar, missing categories) is stored as
@@ -625,18 +682,27 @@ def export_onnx(
         raise OnnxExportError(
             layout.rest.steps[-1][0], f"has {err}, not rewritten in float64", hint
         ) from err
-    inputs = [graph_input.name for graph_input in proto.graph.input]
+    inputs = {graph_input.name for graph_input in proto.graph.input}
+    categorical = [column for column in layout.categorical if column in inputs]
+    numeric = [column for column in layout.numeric if column in inputs]
+    try:
+        _grouped_inputs(proto, categorical, numeric)
+    except ValueError as err:
+        raise OnnxExportError("model", f"has unexpected {err}", hint) from err
     metadata = {
-        "format": FORMAT,
+        "format": METADATA_FORMAT,
         "columns": layout.columns,
         "time_column": layout.time_column,
         "calendar": layout.calendar,
-        "categorical": {
-            column: {"missing": spec.missing, "missing_key": spec.missing_key}
-            for column, spec in layout.categorical.items()
-            if column in inputs
-        },
-        "numeric": [column for column in layout.numeric if column in inputs],
+        "categorical": [
+            {
+                "column": column,
+                "missing": layout.categorical[column].missing,
+                "missing_key": layout.categorical[column].missing_key,
+            }
+            for column in categorical
+        ],
+        "numeric": numeric,
         "nan_allowed": layout.nan_allowed,
         "estimator": layout.estimator,
         "float64_trees": trees,
@@ -677,17 +743,18 @@ def _seconds(value: Any) -> int:
 
 
 class OnnxPredictor:
-    """Scores rows with an exported ONNX model on onnxruntime (CPU), no sklearn.
+    """Scores rows with an exported ONNX model on onnxruntime (CPU), without sklearn.
 
     Args:
         onnx_bytes: What ``export_onnx`` returned (never a pickle).
         intra_op_threads: onnxruntime's threads within an operator (default 1: the
-            service runs several requests at once, and a single thread keeps the
-            trees' sum in sklearn's order).
+            service runs several requests at once, and one thread keeps the sum of
+            the trees in sklearn's order).
         inter_op_threads: onnxruntime's threads across operators.
 
     Raises:
-        OnnxModelError: the bytes carry no modelops metadata.
+        OnnxModelError: the bytes carry no modelops metadata, or metadata that does
+            not match the graph's inputs.
     """
 
     def __init__(
@@ -704,31 +771,39 @@ class OnnxPredictor:
             onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
         )
         self.sha256 = onnx_sha256(onnx_bytes)
+        self.providers: list[str] = list(self._session.get_providers())
         self.threads = (intra_op_threads, inter_op_threads)
         text = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         spec = json.loads(text) if text else {}
-        if spec.get("format") != FORMAT:
+        if spec.get("format") != METADATA_FORMAT:
             raise OnnxModelError(
                 f"The ONNX model (sha256 {self.sha256[:12]}) has no modelops metadata "
-                f"of format {FORMAT} under '{METADATA_KEY}'.\nHint: export it with "
-                f"modelops.onnx_model.export_onnx."
+                f"of format {METADATA_FORMAT} under '{METADATA_KEY}'.\nHint: export "
+                f"it with modelops.onnx_model.export_onnx."
             )
-        self.spec = spec
+        self.spec: dict[str, Any] = spec
         self.columns: list[str] = list(spec["columns"])
         self._time_column: str | None = spec["time_column"]
         self._calendar: list[str] = list(spec["calendar"])
-        self._nan_allowed: bool = bool(spec["nan_allowed"])
-        inputs = {item.name: item.type for item in self._session.get_inputs()}
+        self._nan_allowed = bool(spec["nan_allowed"])
         self._categorical = [
-            (column, rule["missing"], rule["missing_key"])
-            for column, rule in spec["categorical"].items()
+            (rule["column"], rule["missing"], rule["missing_key"])
+            for rule in spec["categorical"]
         ]
-        self._numeric = list(spec["numeric"])
-        declared = {column for column, _, _ in self._categorical} | set(self._numeric)
-        if declared != set(inputs):
+        self._numeric: list[str] = list(spec["numeric"])
+        expected = {
+            name: width
+            for name, width in (
+                (CATEGORICAL_INPUT, len(self._categorical)),
+                (NUMERIC_INPUT, len(self._numeric)),
+            )
+            if width
+        }
+        found = {item.name: item.shape[-1] for item in self._session.get_inputs()}
+        if found != expected:
             raise OnnxModelError(
-                f"The ONNX model's inputs {sorted(inputs)} differ from its metadata "
-                f"{sorted(declared)}.\nHint: export it again with export_onnx."
+                f"The ONNX model's inputs {found} do not match its metadata "
+                f"{expected}.\nHint: export it again with export_onnx."
             )
         self._output = self._session.get_outputs()[0].name
 
@@ -744,60 +819,80 @@ class OnnxPredictor:
             seconds = wall_clock_seconds(pd.to_datetime(frame[self._time_column]))
             derived = calendar_values(seconds, self._calendar)
         feeds: dict[str, np.ndarray] = {}
-        for column, missing, key in self._categorical:
-            feeds[column] = _category_column(frame[column], missing, key)
-        for column in self._numeric:
-            if column in derived:
-                values = np.asarray(derived[column], dtype=np.float64)
-            else:
-                values = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
-            feeds[column] = self._checked(column, values.reshape(-1, 1))
+        if self._categorical:
+            feeds[CATEGORICAL_INPUT] = np.column_stack(
+                [
+                    _category_column(frame[column], missing, key)
+                    for column, missing, key in self._categorical
+                ]
+            )
+        if self._numeric:
+            numbers = np.empty((len(frame), len(self._numeric)), dtype=np.float64)
+            for index, column in enumerate(self._numeric):
+                numbers[:, index] = (
+                    derived[column]
+                    if column in derived
+                    else frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+                )
+            feeds[NUMERIC_INPUT] = self._checked(numbers)
         return self._run(feeds)
 
     def predict_values(self, values: Mapping[str, Any]) -> np.ndarray:
         """Predictions for JSON values: column -> list of values (or one value).
 
         Timestamps are ISO 8601 strings (or datetime values), categories strings,
-        numbers int/float/bool; None is a missing value.
+        numbers int/float/bool; None is a missing value (NaN, as the service's
+        string columns read it).
         """
+        absent = [column for column in self.columns if column not in values]
+        if absent:
+            raise ValueError(f"Columns {absent} are missing from the values.")
         columns = {
             column: value if isinstance(value, (list, tuple)) else [value]
             for column, value in ((c, values[c]) for c in self.columns)
         }
-        count = len(next(iter(columns.values())))
+        count = len(columns[self.columns[0]])
         if any(len(column) != count for column in columns.values()):
             raise ValueError("All columns must hold the same number of values.")
         if count == 0:
             return np.empty(0, dtype=np.float64)
-        derived: dict[str, Any] = {}
         if self._calendar and self._time_column:
             stamps = columns[self._time_column]
-            seconds: Any = (
-                _seconds(stamps[0])
-                if count == 1
-                else np.array([_seconds(value) for value in stamps], dtype=np.int64)
-            )
-            derived = calendar_values(seconds, self._calendar)
+            if count == 1:  # plain ints: a few microseconds for one request
+                derived = calendar_values(_seconds(stamps[0]), self._calendar)
+                columns.update({name: [value] for name, value in derived.items()})
+            else:
+                seconds = np.array([_seconds(value) for value in stamps], np.int64)
+                derived = calendar_values(seconds, self._calendar)
+                columns.update(derived)
         feeds: dict[str, np.ndarray] = {}
-        for column, missing, key in self._categorical:
-            feeds[column] = np.array(
-                [_category(value, missing, key, column) for value in columns[column]],
+        if self._categorical:
+            feeds[CATEGORICAL_INPUT] = np.array(
+                [
+                    [
+                        _category(value, missing, key, column)
+                        for value in columns[column]
+                    ]
+                    for column, missing, key in self._categorical
+                ],
                 dtype=object,
-            ).reshape(-1, 1)
-        for column in self._numeric:
-            raw = derived[column] if column in derived else columns[column]
-            feeds[column] = self._checked(
-                column, np.array(raw, dtype=np.float64).reshape(-1, 1)
+            ).T.copy()
+        if self._numeric:
+            numbers = np.array(
+                [columns[column] for column in self._numeric], dtype=np.float64
             )
+            feeds[NUMERIC_INPUT] = self._checked(numbers.T.copy())
         return self._run(feeds)
 
-    def _checked(self, column: str, values: np.ndarray) -> np.ndarray:
-        if not self._nan_allowed and not np.isfinite(values).all():
+    def _checked(self, numbers: np.ndarray) -> np.ndarray:
+        """``numbers``, or a ValueError where sklearn would refuse NaN or infinity."""
+        if not self._nan_allowed and not np.isfinite(numbers).all():
+            bad = self._numeric[int(np.flatnonzero(~np.isfinite(numbers).all(0))[0])]
             raise ValueError(
-                f"Column '{column}' holds missing or infinite values, which the "
+                f"Column '{bad}' holds missing or infinite values, which the "
                 f"model's estimator does not accept."
             )
-        return values
+        return numbers
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         (out,) = self._session.run([self._output], feeds)
@@ -816,17 +911,28 @@ def _category(value: Any, missing: str, key: str | None, column: str) -> str:
 
 
 def _category_column(column: pd.Series, missing: str, key: str | None) -> np.ndarray:
-    """A categorical column as the graph must see it: [N, 1] strings."""
-    values = column.to_numpy(dtype=object, na_value=missing)
-    if not pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
-        kind = pd.api.types.infer_dtype(values, skipna=False)
-        if kind != "string":
+    """A categorical column as the graph must see it: N strings, as sklearn reads them.
+
+    NaN (the missing value of pandas' string dtype) is fed as ``missing``. In an
+    object column, sklearn tells None apart from NaN: None, never a trained category
+    here, is unseen to it, and so to the graph.
+    """
+    values = column.to_numpy(dtype=object)
+    absent = pd.isna(values)
+    if column.dtype == object or not pd.api.types.is_string_dtype(column.dtype):
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind not in ("string", "empty"):
             raise ValueError(
                 f"Column '{column.name}' expects text categories, got {kind} values."
             )
-    if key is not None:
-        values[values == key] = UNSEEN_CATEGORY
-    return values.reshape(-1, 1)
+        nones = np.fromiter((value is None for value in values), bool, len(values))
+    else:
+        nones = None
+    fed = np.where(values == key, UNSEEN_CATEGORY, values) if key else values.copy()
+    fed[absent] = missing
+    if nones is not None and nones.any():
+        fed[nones] = UNSEEN_CATEGORY
+    return fed
 
 
 # --- verification ---------------------------------------------------------------------
@@ -873,7 +979,7 @@ def _edge_groups(
             )
         yield (
             f"missing {column}",
-            rows(2).assign(**{column: pd.Series([None, np.nan], dtype=object)}),
+            rows(2).assign(**{column: pd.Series([None, None], dtype="str")}),
         )
         unseen = [*UNSEEN_VALUES, *([spec.missing_key] if spec.missing_key else [])]
         yield (
@@ -883,7 +989,7 @@ def _edge_groups(
     if layout.categorical:
         frame = rows(3)
         for column in layout.categorical:
-            frame[column] = pd.Series([None, "__unseen__", None], dtype=object)
+            frame[column] = pd.Series([None, "__unseen__", None], dtype="str")
         yield "every category missing or unseen", frame
     raw_numeric = [c for c in layout.numeric if c not in layout.calendar]
     for column in raw_numeric:

@@ -264,7 +264,8 @@ def test_none_as_a_trained_category_is_refused(split, features):
 
     with pytest.raises(
         OnnxExportError,
-        match=r"step 'prepare/weather' has non-text categories \(e\.g\. None\)",
+        match=r"step 'prepare/categorical' \(column 'weather'\) has non-text "
+        r"categories \(e\.g\. None\)",
     ):
         export_onnx(model, features)
 

@@ -56,6 +56,7 @@ _MODES = {
     "BRANCH_EQ": 4,
     "BRANCH_NEQ": 5,
 }
+_ABSENT = object()
 _EPOCH = dt.datetime(1970, 1, 1)  # wall-clock time, as training saw it
 _SECOND = dt.timedelta(seconds=1)
 
@@ -73,7 +74,7 @@ class OnnxExportError(ModelopsError):
         self.reason = reason
         super().__init__(
             f"Cannot export the model to ONNX: step '{step}' {reason}. {FALLBACK}\n"
-            f"Hint: {hint}"
+            f"Hint: {hint.rstrip('.')}."
         )
 
 
@@ -183,7 +184,7 @@ def model_layout(model: Any, features: Mapping[str, Any]) -> ModelLayout:
     rest = Pipeline(steps)
     encoders = _encoders(rest)
     inputs = {
-        name: _category_input(name, *encoders.get(name, (None, None)))
+        name: _category_input(name, *encoders.get(name, ("", None, None)))
         for name in categorical
     }
     estimator = steps[-1][1]
@@ -207,21 +208,21 @@ def _is_missing(value: Any) -> bool:
     )
 
 
-def _encoders(rest: Pipeline) -> dict[str, tuple[Any, Any]]:
-    """Column name -> (encoder, its fitted categories) for encoders in a ColumnTransformer."""
-    found: dict[str, tuple[Any, Any]] = {}
-    for _, step in rest.steps:
+def _encoders(rest: Pipeline) -> dict[str, tuple[str, Any, Any]]:
+    """Column -> (step path, encoder, fitted categories) of a ColumnTransformer's encoders."""
+    found: dict[str, tuple[str, Any, Any]] = {}
+    for step_name, step in rest.steps:
         if not isinstance(step, ColumnTransformer):
             continue
-        for _, transformer, names in step.transformers_:
+        for name, transformer, names in step.transformers_:
             if not isinstance(transformer, (OrdinalEncoder, OneHotEncoder)):
                 continue
             if not isinstance(names, (list, tuple)) or not all(
                 isinstance(name, str) for name in names
             ):
                 continue
-            for name, categories in zip(names, transformer.categories_, strict=True):
-                found[name] = (transformer, categories)
+            for column, categories in zip(names, transformer.categories_, strict=True):
+                found[column] = (f"{step_name}/{name}", transformer, categories)
     return found
 
 
@@ -229,8 +230,10 @@ def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def _category_input(name: str, encoder: Any, categories: Any) -> CategoryInput:
-    """How column ``name`` is fed, given the encoder reading it (None: not known).
+def _category_input(
+    name: str, path: str, encoder: Any, categories: Any
+) -> CategoryInput:
+    """How column ``name`` is fed, given the encoder at ``path`` (None: not known).
 
     Every missing value (None, NaN) reaches the graph as sklearn treats NaN, the
     missing value of pandas' string dtype, which training data and requests have.
@@ -244,8 +247,8 @@ def _category_input(name: str, encoder: Any, categories: Any) -> CategoryInput:
     strange = [value for value in strange if not _is_nan(value)]
     if strange:  # None is a category of its own to sklearn, unlike NaN
         raise OnnxExportError(
-            f"prepare/{name}",
-            f"has non-text categories (e.g. {strange[0]!r}); the ONNX form encodes "
+            path,
+            f"(column '{name}') has non-text categories (e.g. {strange[0]!r}); the ONNX form encodes "
             f"text categories, with NaN as the missing value",
             f"train on the column with pandas' string dtype (missing values are "
             f"then NaN), or list only text columns in features.categorical "
@@ -255,8 +258,8 @@ def _category_input(name: str, encoder: Any, categories: Any) -> CategoryInput:
     clashes = sorted({UNSEEN_CATEGORY, *([key] if key else [])} & set(known))
     if clashes:
         raise OnnxExportError(
-            f"prepare/{name}",
-            f"has a category {clashes[0]!r} that the ONNX form reserves for "
+            path,
+            f"(column '{name}') has a category {clashes[0]!r} that the ONNX form reserves for "
             f"missing or unseen values",
             f"rename that category in the source data ({DATA_CONF})",
         )
@@ -269,8 +272,9 @@ def _category_input(name: str, encoder: Any, categories: Any) -> CategoryInput:
             encoder.unknown_value
         ):
             raise OnnxExportError(
-                f"prepare/{name}",
-                "encodes missing and unseen categories differently, which the "
+                path,
+                f"(column '{name}') encodes missing and unseen categories "
+                "differently, which the "
                 "ONNX ordinal encoder cannot reproduce",
                 f"use model.categorical_encoding 'auto' in {TRAINING_CONF}",
             )
@@ -844,13 +848,13 @@ class OnnxPredictor:
         numbers int/float/bool; None is a missing value (NaN, as the service's
         string columns read it).
         """
-        absent = [column for column in self.columns if column not in values]
-        if absent:
-            raise ValueError(f"Columns {absent} are missing from the values.")
-        columns = {
-            column: value if isinstance(value, (list, tuple)) else [value]
-            for column, value in ((c, values[c]) for c in self.columns)
-        }
+        columns: dict[str, Any] = {}
+        for column in self.columns:
+            value = values.get(column, _ABSENT)
+            if value is _ABSENT:
+                absent = [c for c in self.columns if c not in values]
+                raise ValueError(f"Columns {absent} are missing from the values.")
+            columns[column] = value if isinstance(value, (list, tuple)) else [value]
         count = len(columns[self.columns[0]])
         if any(len(column) != count for column in columns.values()):
             raise ValueError("All columns must hold the same number of values.")
@@ -860,27 +864,20 @@ class OnnxPredictor:
             stamps = columns[self._time_column]
             if count == 1:  # plain ints: a few microseconds for one request
                 derived = calendar_values(_seconds(stamps[0]), self._calendar)
-                columns.update({name: [value] for name, value in derived.items()})
+                for name, value in derived.items():
+                    columns[name] = (value,)
             else:
                 seconds = np.array([_seconds(value) for value in stamps], np.int64)
-                derived = calendar_values(seconds, self._calendar)
-                columns.update(derived)
+                columns.update(calendar_values(seconds, self._calendar))
         feeds: dict[str, np.ndarray] = {}
         if self._categorical:
-            feeds[CATEGORICAL_INPUT] = np.array(
-                [
-                    [
-                        _category(value, missing, key, column)
-                        for value in columns[column]
-                    ]
-                    for column, missing, key in self._categorical
-                ],
-                dtype=object,
-            ).T.copy()
+            categories = [
+                [_category(value, missing, key, column) for value in columns[column]]
+                for column, missing, key in self._categorical
+            ]
+            feeds[CATEGORICAL_INPUT] = np.array(categories, dtype=object).T.copy()
         if self._numeric:
-            numbers = np.array(
-                [columns[column] for column in self._numeric], dtype=np.float64
-            )
+            numbers = np.array([columns[c] for c in self._numeric], dtype=np.float64)
             feeds[NUMERIC_INPUT] = self._checked(numbers.T.copy())
         return self._run(feeds)
 

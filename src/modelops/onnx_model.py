@@ -869,16 +869,22 @@ class OnnxPredictor:
             else:
                 seconds = np.array([_seconds(value) for value in stamps], np.int64)
                 columns.update(calendar_values(seconds, self._calendar))
+        rows = range(count)  # row-major [N, k] and [N, m] matrices
         feeds: dict[str, np.ndarray] = {}
         if self._categorical:
-            categories = [
-                [_category(value, missing, key, column) for value in columns[column]]
-                for column, missing, key in self._categorical
-            ]
-            feeds[CATEGORICAL_INPUT] = np.array(categories, dtype=object).T.copy()
+            feeds[CATEGORICAL_INPUT] = np.array(
+                [
+                    [
+                        _category(columns[column][row], missing, key, column)
+                        for column, missing, key in self._categorical
+                    ]
+                    for row in rows
+                ],
+                dtype=object,
+            )
         if self._numeric:
-            numbers = np.array([columns[c] for c in self._numeric], dtype=np.float64)
-            feeds[NUMERIC_INPUT] = self._checked(numbers.T.copy())
+            numbers = [[columns[c][row] for c in self._numeric] for row in rows]
+            feeds[NUMERIC_INPUT] = self._checked(np.array(numbers, dtype=np.float64))
         return self._run(feeds)
 
     def _checked(self, numbers: np.ndarray) -> np.ndarray:

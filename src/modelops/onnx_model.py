@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -669,13 +670,19 @@ def export_onnx(
     captured: dict[str, dict[str, Any]] = {}
     hint = f"choose another model.class in {TRAINING_CONF}, or keep serving sklearn"
     try:
-        proto = convert_sklearn(
-            layout.rest,
-            name=name,
-            initial_types=initial_types,
-            target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
-            custom_conversion_functions=_tree_converters(captured),
-        )
+        with warnings.catch_warnings():
+            # skl2onnx writes booleans into int attributes: protobuf 6 warns, 7
+            # rejects them (hence protobuf<7 in pyproject.toml).
+            warnings.filterwarnings(
+                "ignore", "Field onnx.AttributeProto.ints", DeprecationWarning
+            )
+            proto = convert_sklearn(
+                layout.rest,
+                name=name,
+                initial_types=initial_types,
+                target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
+                custom_conversion_functions=_tree_converters(captured),
+            )
     except Exception as err:
         raise OnnxExportError(
             "model", f"failed in skl2onnx ({type(err).__name__}: {err})", hint

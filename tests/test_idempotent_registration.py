@@ -268,8 +268,6 @@ def test_a_deployed_model_that_misses_a_raised_threshold_fails_the_run(project):
         "requirement: the candidate is dev version 1 (same train and test data"
     ) in flat
     assert "not below the business threshold 1e-06 (gate.business_threshold)" in flat
-    assert "change gate.business_threshold in conf/base/parameters_deployment.yml" in (
-        flat
-    )
+    assert "change use_case.gate.business_threshold in conf/base/use_case.yml" in flat
     assert _versions(project) == [1]
     assert _aliases(project) == {"dev": 1}

@@ -315,8 +315,8 @@ def test_the_deployed_model_that_misses_the_threshold_fails_the_run(test_set, fe
         "the business threshold 1e-06 (gate.business_threshold). Nothing was "
         "registered and no alias moved. Hint: train a model that meets the "
         "requirement (conf/base/parameters_training.yml); if the requirement itself "
-        "is wrong, change gate.business_threshold in "
-        "conf/base/parameters_deployment.yml."
+        "is wrong, change use_case.gate.business_threshold in "
+        "conf/base/use_case.yml."
     )
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 from sklearn.pipeline import Pipeline
 
+from modelops.contracts import use_case_key
 from modelops.errors import ConfigError, DeploymentRejected
 from modelops.lineage import FINGERPRINT_TAG, candidate_fingerprint
 from modelops.modeling import model_inputs
@@ -75,7 +76,7 @@ def decide_deployment(
     if metric not in GATE_METRICS:
         raise ConfigError(
             f"gate.metric is {metric!r}; expected one of {sorted(GATE_METRICS)}.\n"
-            f"Hint: fix {DEPLOYMENT_CONF}."
+            f"Hint: fix {use_case_key('gate.metric')}."
         )
     score, lower_is_better = GATE_METRICS[metric]
     candidate = float(metrics[metric])
@@ -175,8 +176,8 @@ def decide_deployment(
 
 MISSES_REQUIREMENT_HINT = (
     f"Hint: train a model that meets the requirement (conf/base/parameters_training"
-    f".yml); if the requirement itself is wrong, change gate.business_threshold in "
-    f"{DEPLOYMENT_CONF}."
+    f".yml); if the requirement itself is wrong, change "
+    f"{use_case_key('gate.business_threshold')}."
 )
 
 
@@ -254,7 +255,8 @@ def enforce_deployment_gate(decision: Mapping[str, Any]) -> dict[str, Any]:
     if not decision["approved"] and not decision.get("unchanged"):
         hint = decision.get("hint") or (
             f"Hint: improve the model (conf/base/parameters_training.yml) or, if the "
-            f"bar is wrong, change the gate in {DEPLOYMENT_CONF}."
+            f"bar is wrong, change {use_case_key('gate.business_threshold')} (or "
+            f"gate.min_improvement in {DEPLOYMENT_CONF})."
         )
         raise DeploymentRejected(
             f"{decision['reason']} Nothing was registered and no alias moved. {hint}"

@@ -37,7 +37,7 @@ from modelops.datasets import (
 )
 from modelops.errors import AccessPolicyError, ModelopsError
 from modelops.settings import CONFIG_LOADER_ARGS
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, new_mlflow_store
 
 ZONES = {
     "source": "data/source",
@@ -582,7 +582,7 @@ def test_the_registry_dataset_refuses_to_register_without_the_right(tmp_path):
     hooks = _hooks_for(tmp_path, "prod")
     registrar = RegisteredModelDataset("m", alias="champion")
     hooks.after_catalog_created(DataCatalog(datasets={"registered_model": registrar}))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     mlflow.set_experiment("prod")  # not an experiment id another test left active

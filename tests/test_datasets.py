@@ -20,6 +20,7 @@ from modelops.errors import AccessPolicyError
 from modelops.lineage import content_hash
 from modelops.modeling import model_inputs
 from modelops.pipelines.training.nodes import train_model
+from tests.conftest import new_mlflow_store
 
 MODEL = {"class": "sklearn.linear_model.Ridge", "kwargs": {}, "seed": 0}
 
@@ -57,7 +58,7 @@ def _registered(alias: str, policy: object | None = None) -> RegisteredModelData
 def tracking(tmp_path, monkeypatch):
     """A fresh MLflow store for one test."""
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path)
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("test")
     mlflow.set_registry_uri(uri)

@@ -202,9 +202,14 @@ def test_a_retry_after_a_run_killed_at_registration_registers_once(project):
     )
     script = project / "killed_at_registration.py"
     script.write_text(KILLED_AT_REGISTRATION)
+    # The environment the test session started with: in-process tests before this one
+    # may have set MLFLOW_TRACKING_URI (mlflow.set_tracking_uri exports it), and the
+    # script must track into this project's own store.
+    env = {k: v for k, v in CLEAN_ENVIRON.items() if k != "MLFLOW_TRACKING_URI"}
     killed = subprocess.run(  # a real session; its global state stays out of pytest
         [sys.executable, str(script)],
         cwd=project,
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,

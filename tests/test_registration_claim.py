@@ -23,7 +23,7 @@ from modelops.registry import (
     try_claim,
     versions_with_fingerprint,
 )
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, new_mlflow_store
 
 MODEL = "modelops-bike-demand"
 FINGERPRINT = "0123456789abcdef" * 4
@@ -34,7 +34,7 @@ NAME = claim_name(MODEL, FINGERPRINT)
 def store(tmp_path, monkeypatch):
     """A migrated SQLite store (created once, before any concurrent use)."""
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, registry_uri=uri)

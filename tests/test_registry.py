@@ -15,6 +15,7 @@ from modelops.registry import (
     set_alias,
     version_lineage,
 )
+from tests.conftest import new_mlflow_store
 
 NAME = "demand"
 
@@ -35,7 +36,7 @@ class OnlyAliases:
 def client(tmp_path, monkeypatch):
     """A registry with three versions of one model (no real model files needed)."""
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_mlflow_store(tmp_path)
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("registry-test")
     mlflow.set_registry_uri(uri)

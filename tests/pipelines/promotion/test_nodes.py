@@ -87,8 +87,8 @@ def test_a_champion_that_misses_the_threshold_is_not_unchanged(test_set, feature
         r"candidate is champion version 3 \(the challenger is already champion\), and "
         r"it scores rmse [0-9.]+ on the current 300 test rows, not below the business "
         r"threshold 1e-06 \(gate\.business_threshold\)\. Nothing was registered and "
-        r"no alias moved\. Hint: .*gate\.business_threshold in "
-        r"conf/base/parameters_deployment\.yml\.",
+        r"no alias moved\. Hint: .*use_case\.gate\.business_threshold in "
+        r"conf/base/use_case\.yml\.",
     ):
         enforce_deployment_gate(decision)
 

@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 DEFAULT_START ?= 2025-01-01
 DEFAULT_DAYS ?= 120
 DEFAULT_STATIONS ?= 40
+# pytest-xdist workers for `make test` (the machine's cores by default).
+PYTEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
@@ -48,7 +50,7 @@ format: setup
 
 # pytest exits 5 when it collected no test: say so plainly rather than fail obscurely.
 test: lint
-	$(BIN)/python -m pytest; status=$$?; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; exit 0; fi; \
 	exit $$status
 

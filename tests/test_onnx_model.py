@@ -389,3 +389,19 @@ def test_calendar_features_match_pandas_for_columns_and_single_values():
         moment = stamps[index].to_pydatetime()
         single = {name: CALENDAR_FEATURES[name](moment) for name in pandas_says}
         assert single == {name: int(derived[name][index]) for name in pandas_says}
+
+
+@pytest.mark.parametrize("model_conf", [SMALL_HGB, RIDGE], ids=["hgb", "ridge"])
+def test_numeric_only_models_convert_and_verify(split, features, model_conf):
+    # A use case with no categorical column (the README's diabetes example) has no
+    # encoder step: it converts like any other instead of failing on an unfitted one.
+    numeric = {**features, "categorical": [], "calendar": [], "time_column": None}
+    train, test = split
+    columns = list(numeric["numeric"])
+    model = build_model(numeric, model_conf).fit(
+        train[columns], train[numeric["target"]]
+    )
+    report = verify_onnx(
+        model, export_onnx(model, numeric), test[columns], numeric, 1e-9
+    )
+    assert report["passed"], report["reason"]

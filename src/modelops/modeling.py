@@ -192,11 +192,15 @@ def build_model(features: Mapping[str, Any], model: Mapping[str, Any]) -> Pipeli
         encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
     calendar = calendar_features(features)
     numeric = list(dict.fromkeys([*features["numeric"], *calendar]))
+    # No encoder without categorical columns: sklearn leaves a transformer of no
+    # columns unfitted, and an unfitted step has no ONNX form.
+    encoders = (
+        [("categorical", encoder, list(features["categorical"]))]
+        if features["categorical"]
+        else []
+    )
     prepare = ColumnTransformer(
-        [
-            ("categorical", encoder, list(features["categorical"])),
-            ("numeric", "passthrough", numeric),
-        ],
+        [*encoders, ("numeric", "passthrough", numeric)],
         remainder="drop",
         verbose_feature_names_out=False,
     )

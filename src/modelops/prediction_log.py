@@ -14,7 +14,9 @@ import pandas as pd
 MODEL_NAME = "model_name"  # registered model name
 MODEL_VERSION = "model_version"  # registered version number (int64)
 RUN_ID = "run_id"  # MLflow run that trained the version
-REQUEST_ID = "request_id"  # REST: the request's X-Request-Id; batch: "batch-<save version>"
+REQUEST_ID = (
+    "request_id"  # REST: the request's X-Request-Id; batch: "batch-<save version>"
+)
 SCORED_AT = "scored_at"  # when the row was scored (UTC)
 SOURCE_PARTITION = "source_partition"  # batch: the source partition; REST: null
 IDENTITY_COLUMNS = (MODEL_NAME, MODEL_VERSION, RUN_ID, REQUEST_ID, SCORED_AT)
@@ -27,7 +29,7 @@ def batch_request_id(save_version: str) -> str:
     return f"{BATCH_REQUEST_PREFIX}{save_version}"
 
 
-def log_frame(  # noqa: PLR0913
+def log_frame(  # noqa: PLR0913, PLR0917
     inputs: pd.DataFrame,
     predictions: np.ndarray | Sequence[float],
     prediction_column: str,
@@ -53,10 +55,13 @@ def log_frame(  # noqa: PLR0913
     """
     rows = len(inputs)
     values = np.asarray(predictions, dtype=np.float64).reshape(rows)
-    stamps = pd.to_datetime(
-        [scored_at] * rows if isinstance(scored_at, pd.Timestamp) else scored_at,
-        utc=True,
-    ).as_unit("us")
+    if isinstance(scored_at, pd.Timestamp):  # one time: no per-row parsing
+        moment = scored_at.tz_localize("UTC") if scored_at.tz is None else scored_at
+        stamps = pd.DatetimeIndex(
+            np.full(rows, moment.tz_convert("UTC").as_unit("us").asm8), tz="UTC"
+        )
+    else:
+        stamps = pd.to_datetime(scored_at, utc=True).as_unit("us")
     ids = [request_ids] * rows if isinstance(request_ids, str) else list(request_ids)
     partitions = (
         [source_partition] * rows

@@ -171,7 +171,7 @@ class ModelArtifacts:
             (``TRUSTED_TYPES`` plus conf's extras).
     """
 
-    onnx_bytes: bytes | None
+    onnx_bytes: bytes | None = dataclasses.field(repr=False)
     form: str
     reason: str | None
     verification: dict[str, Any]
@@ -186,7 +186,9 @@ class ModelArtifacts:
         report = self.verification
         for key, value in report.items():
             if key == "failures":
-                tags[f"{ONNX_TAG_PREFIX}failures"] = _cut("; ".join(map(str, value)))
+                if value:
+                    joined = "; ".join(map(str, value))
+                    tags[f"{ONNX_TAG_PREFIX}failures"] = _cut(joined)
             elif key == "reason":
                 if value is not None:
                     tags[f"{ONNX_TAG_PREFIX}reason"] = _cut(str(value))
@@ -430,10 +432,12 @@ class ServedModel:
         try:
             return skops.io.load(io.BytesIO(self._skops_bytes), trusted=self._trusted)
         except UntrustedTypesFoundException as err:
+            found = skops.io.get_untrusted_types(data=self._skops_bytes)
+            refused = sorted(set(found) - set(self._trusted))
             raise ArtifactIntegrityError(
                 f"Model '{self.name}' version {self.version}: {SKLEARN_FILE} holds "
-                f"types outside the trusted list ({err}); it was not loaded.\n"
-                f"Hint: {TRUST_HINT} (and pass them as extra_trusted_types)."
+                f"type(s) {refused} outside the trusted list; it was not loaded.\n"
+                f"Hint: {TRUST_HINT} (the loader's extra_trusted_types)."
             ) from err
 
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:

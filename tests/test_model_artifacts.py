@@ -38,6 +38,7 @@ from modelops.model_artifacts import (
 )
 from modelops.modeling import build_model, model_inputs
 from modelops.pipelines.training.nodes import split_model_input, train_model
+from modelops.registry import pip_requirements
 from tests.conftest import new_mlflow_store
 
 RIDGE = {"class": "sklearn.linear_model.Ridge", "kwargs": {}, "seed": 0}
@@ -53,6 +54,7 @@ SETTINGS = {
     "trusted_types": [],
 }
 NAME = "bikes"
+PIP = pip_requirements()  # explicit: MLflow's inference runs a slow subprocess
 
 
 class Clip(TransformerMixin, BaseEstimator):
@@ -323,7 +325,9 @@ def store(tmp_path_factory):
 def register(store: str, model: Any, artifacts: ModelArtifacts, **log: Any) -> str:
     """Log and register ``model`` the way the registry dataset does; its version."""
     with mlflow.start_run():
-        uri, hashes = model_artifacts.log_model(model, artifacts, name="model", **log)
+        uri, hashes = model_artifacts.log_model(
+            model, artifacts, name="model", pip_requirements=PIP, **log
+        )
     tags = {**artifacts.tags(), **hashes}
     return str(mlflow.register_model(uri, NAME, tags=tags).version)
 
@@ -496,7 +500,7 @@ def test_an_edited_hash_tag_is_refused(client, onnx_version):
 def test_a_pickled_model_is_never_loaded(store, client, hgb, held_out):
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
-            hgb, name="model", serialization_format="cloudpickle"
+            hgb, name="model", serialization_format="cloudpickle", pip_requirements=PIP
         )
     stored = mlflow.get_logged_model(info.model_id).artifact_location
     hashes = file_hashes(urlparse(stored).path)

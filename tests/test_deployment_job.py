@@ -10,6 +10,13 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from modelops.model_artifacts import (
+    FORM_REASON_TAG,
+    FORM_TAG,
+    MANIFEST_SHA_TAG,
+    ArtifactIntegrityError,
+    load_served_model,
+)
 from tests.conftest import copy_project, run_kedro
 
 pytestmark = pytest.mark.slow
@@ -87,12 +94,21 @@ def test_model_lands_in_registry_with_lineage_and_reruns_reproduce(job_project):
     )
     assert version.tags["modelops.git_dirty"] == "false"
     assert version.tags["modelops.env"] == "dev"
+    # the verified ONNX form and the sha256 of every stored file are on the version
+    assert version.tags[FORM_TAG] == "onnx"
+    assert version.tags["modelops.onnx.passed"] == "true"
+    assert version.tags["modelops.onnx.exact"] == "true"  # default HGB: bit-exact
+    assert MANIFEST_SHA_TAG in version.tags
+    served = load_served_model(client, MODEL_NAME, version.version)
+    assert served.form == "onnx"
     # the registered model loads and predicts from raw source rows
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@dev")
     source = pd.read_parquet(
         job_project / "data/source/bike_rentals/2025-03-24.parquet"
     )
     assert len(model.predict(source.drop(columns="rentals"))) == len(source)
+    raw = source.drop(columns="rentals")[served.columns]
+    assert (served.predict_frame(raw) == model.predict(raw)).all()
 
     result = run_kedro(job_project, "run")
     assert "Deployment gate unchanged" in result.stdout + result.stderr
@@ -182,3 +198,53 @@ def test_swapping_the_model_class_in_conf_needs_no_code_change(job_project):
     run_kedro(job_project, "run", "--params", "gate.business_threshold=1000")
     version = _client(job_project).get_model_version_by_alias(MODEL_NAME, "dev")
     assert version.tags["modelops.model_class"] == "sklearn.linear_model.Ridge"
+
+
+def test_a_model_outside_the_trusted_types_registers_nothing_until_conf_trusts_it(
+    job_project,
+):
+    """A random forest holds sklearn.tree._tree.Tree, which skops does not trust."""
+    training = job_project / "conf" / "base" / "parameters_training.yml"
+    text = training.read_text()
+    start = text.index("model:")
+    training.write_text(
+        text[:start]
+        + "model:\n  class: sklearn.ensemble.RandomForestRegressor\n"
+        + "  kwargs: {n_estimators: 5, max_depth: 8}\n  seed: 42\n"
+        + "  categorical_encoding: auto\n"
+    )
+    generous = "gate.business_threshold=1000"
+    refused = run_kedro(job_project, "run", "--params", generous, check=False)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert (
+        "ConfigError: The model holds type(s) ['sklearn.tree._tree.Tree'] outside "
+        "the trusted types" in output
+    )
+    assert (
+        "add them to model_artifacts.trusted_types in "
+        "conf/base/parameters_deployment.yml" in output
+    )
+    client = _client(job_project)
+    assert client.search_registered_models() == []  # the registry is as it was
+
+    run_kedro(
+        job_project,
+        "run",
+        "--params",
+        f"model_artifacts.trusted_types=[sklearn.tree._tree.Tree],{generous}",
+    )
+    version = client.get_model_version_by_alias(MODEL_NAME, "dev")
+    # float32 ONNX trees disagree with sklearn: served as sklearn, and it says why
+    assert version.tags[FORM_TAG] == "sklearn"
+    assert version.tags[FORM_REASON_TAG].startswith("ONNX disagrees with sklearn")
+    assert version.tags["modelops.onnx.passed"] == "false"
+    with pytest.raises(ArtifactIntegrityError, match=r"sklearn\.tree\._tree\.Tree"):
+        load_served_model(client, MODEL_NAME, version.version)
+    served = load_served_model(
+        client,
+        MODEL_NAME,
+        version.version,
+        extra_trusted_types=["sklearn.tree._tree.Tree"],
+    )
+    assert served.form == "sklearn"

@@ -390,7 +390,11 @@ def print_table(result: dict[str, Any]) -> None:
 
 def measure_all(args: argparse.Namespace, setup: Any, workdir: Path) -> dict[str, Any]:
     """Set up once, then run both sides ``repeats`` times, alternating."""
-    project = setup_project(workdir, setup, args.train_days)
+    if args.project is not None:  # a project this benchmark set up before (--keep)
+        project = args.project
+        print(f"  reusing the set-up project {project}")
+    else:
+        project = setup_project(workdir, setup, args.train_days)
     runs: dict[str, list[dict[str, Any]]] = {"bare": [], "pipeline": []}
     sides = {"bare": run_bare, "pipeline": run_pipeline}
     for index in range(args.repeats):
@@ -479,6 +483,12 @@ def main() -> None:
     )
     parser.add_argument("--ref", help="measure this git revision, not the work tree")
     parser.add_argument("--keep", type=Path, help="keep the work folder here")
+    parser.add_argument(
+        "--project",
+        type=Path,
+        help="reuse the project a previous run set up (<--keep folder>/project): "
+        "skips simulate and training",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results")
     args = parser.parse_args()
     if args.repeats < 1:

@@ -379,6 +379,19 @@ def test_score_window_samples_rows_as_the_env_says(score, partitions, source):
     assert first[-1][2]["rows_scored"] == sum(rows)
 
 
+def test_score_window_refuses_a_model_that_is_not_a_served_artifact(
+    score, partitions, fitted_model, serving_model
+):
+    bare_pipeline = {**serving_model, "model": fitted_model}  # e.g. an old catalog
+    with pytest.raises(
+        ConfigError,
+        match=r"batch_serving_model loaded a Pipeline, not the version's served "
+        r"artifact(.|\n)*Hint: set its type to modelops\.datasets\.ServedModelDataset "
+        r"in conf/base/catalog_serving\.yml",
+    ):
+        score(partitions, model=bare_pipeline)
+
+
 def test_score_window_refuses_when_the_alias_has_no_model(score, partitions):
     with pytest.raises(NoServingModelError, match="has alias 'dev'"):
         score(partitions, model=None)

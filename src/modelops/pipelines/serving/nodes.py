@@ -43,6 +43,7 @@ from modelops.prediction_log import (
 logger = logging.getLogger(__name__)
 
 SERVING_CONF = "conf/base/parameters_serving.yml"
+CATALOG_CONF = "conf/base/catalog_serving.yml"
 # Every output row carries the prediction log's identity columns (who scored it, in
 # which request, when: modelops.prediction_log), the log also its source partition.
 # Without key columns a prediction is identified by its partition and its row there.
@@ -339,6 +340,14 @@ def score_window(
     """
     identity = serving_identity(serving_model, serving)
     model = serving_model["model"]  # type: ignore[index]  # None refused above
+    if not all(hasattr(model, name) for name in ("predict_frame", "form", "sha256")):
+        raise ConfigError(
+            f"The catalog entry batch_serving_model loaded a "
+            f"{type(model).__name__}, not the version's served artifact (a "
+            f"modelops.model_artifacts.ServedModel with predict_frame, form and "
+            f"sha256).\nHint: set its type to modelops.datasets.ServedModelDataset "
+            f"in {CATALOG_CONF}."
+        )
     contract = serving_contract(source["contract"], features["target"])
     chunk_rows = serving["chunk_rows"]
     if (
@@ -504,19 +513,22 @@ def summarise_scoring(progress: Mapping[str, Any]) -> dict[str, Any]:
         progress: The last progress the scoring node yielded.
 
     Returns:
-        Model identity, output version and catalog entries, window, partitions and
-        rows read and scored, the chunks written, and ``complete: true``.
+        Model identity, the form that scored (``onnx`` | ``sklearn``) and its
+        artifact's sha256, the run's request id, output version and catalog entries,
+        window, partitions and rows read and scored, the chunks written, and
+        ``complete: true``.
     """
     summary = {**progress, "chunks": list(progress["chunks"]), "complete": True}
     logger.info(
         "Batch scoring complete: %d rows from %d partitions (%s .. %s) by %s version "
-        "%s, written as version %s of %s",
+        "%s (%s form), written as version %s of %s",
         summary["rows_scored"],
         summary["partitions"],
         summary["first_partition"],
         summary["last_partition"],
         summary[MODEL_NAME],
         summary[MODEL_VERSION],
+        summary["form"],
         summary["output_version"],
         " and ".join(summary["outputs"]),
     )

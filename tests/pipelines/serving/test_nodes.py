@@ -646,6 +646,24 @@ def test_a_single_file_is_scored_whole_as_one_chunk(static_case, caplog):
     assert "scored whole" in caplog.text
 
 
+def test_a_keyless_single_file_log_has_the_row_key_then_the_log_schema(static_case):
+    data, serving_model = static_case  # the sklearn form
+    ((_, log, progress),) = score_window(
+        data, serving_model, VERSION, SERVING, STATIC_SOURCE, STATIC_FEATURES
+    )
+    assert progress["form"] == "sklearn"
+    logged = log["single_file"]
+    # The row key, then the inputs and label, then prediction_log's own columns.
+    assert logged.columns.tolist() == [
+        "source_row",
+        *STATIC_FEATURES["numeric"],
+        "target",
+        "prediction",
+        *LOG_COLUMNS,
+    ]
+    assert (logged["source_partition"] == "single_file").all()
+
+
 def test_the_dev_sample_without_keys_keeps_source_rows(static_case):
     data, serving_model = static_case
     source = {

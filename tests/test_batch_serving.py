@@ -16,7 +16,15 @@ from kedro.io import Version
 from mlflow.tracking import MlflowClient
 
 from modelops.batch_datasets import VersionedPartitionedDataset
-from modelops.modeling import model_inputs
+from modelops.model_artifacts import (
+    ARTIFACT_SHA_PREFIX,
+    FORM_TAG,
+    ONNX_FILE,
+    ONNX_TAG_PREFIX,
+    SKLEARN_FILE,
+)
+from modelops.modeling import input_columns, model_inputs
+from modelops.prediction_log import LOG_COLUMNS, log_frame
 from tests.conftest import copy_project, run_kedro
 
 pytestmark = pytest.mark.slow
@@ -43,17 +51,25 @@ def _digests(folder) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A copy that tried serving before any model, registered one, then served twice.
-
-    Runs, in order: serving with no `dev` model (must refuse), the deployment job
-    (registers version 1 as `dev`), serving the default window (the newest day), then
-    serving a three-day window one partition per chunk.
-    """
+def simulated(tmp_path_factory):
+    """A project copy with 24 simulated days of 6 stations, nothing run yet."""
     project = copy_project(tmp_path_factory.mktemp("serving"))
     run_kedro(
         project, "simulate", "--start", "2025-03-01", "--days", "24", "--stations", "6"
     )
+    return project
+
+
+@pytest.fixture(scope="module")
+def served(simulated, tmp_path_factory):
+    """A copy that tried serving before any model, registered one, then served twice.
+
+    Runs, in order: serving with no `dev` model (must refuse), the deployment job
+    (registers version 1 as `dev`, with its ONNX form), serving the default window
+    (the newest day), then serving a three-day window one partition per chunk.
+    """
+    project = tmp_path_factory.mktemp("onnx") / "project"
+    shutil.copytree(simulated, project)
     runs: dict = {"no_model": run_kedro(project, "run", "-p", "serving", check=False)}
     run_kedro(project, "run")
     predictions = project / OUTPUT / "batch_predictions"
@@ -90,6 +106,7 @@ def test_serving_refuses_without_a_model_for_the_alias(served):
 def test_serving_scores_the_newest_day_with_the_dev_model(served, registry):
     project, _ = served
     _, dev = registry
+    assert dev.tags[FORM_TAG] == "onnx"  # registration kept the verified ONNX form
     versions = _versions(project / OUTPUT / "batch_predictions")
     folder = project / OUTPUT / "batch_predictions" / versions[0]
     assert [p.name for p in folder.iterdir()] == [f"{NEWEST_DAY}.parquet"]
@@ -98,43 +115,63 @@ def test_serving_scores_the_newest_day_with_the_dev_model(served, registry):
     assert (predictions["model_name"] == MODEL_NAME).all()
     assert (predictions["model_version"] == int(dev.version)).all()
     assert (predictions["run_id"] == dev.run_id).all()
+    assert (predictions["request_id"] == f"batch-{versions[0]}").all()
     assert predictions["scored_at"].nunique() == 1
     assert (predictions["timestamp"].dt.strftime("%Y-%m-%d") == NEWEST_DAY).all()
 
-    # The same rows scored by hand with the registry's dev model: identical values.
+    # The same rows scored by hand with the registry's dev model (its sklearn form):
+    # equal within the ONNX tolerance recorded on the version.
     source = pd.read_parquet(
         project / "data/source/bike_rentals" / f"{NEWEST_DAY}.parquet"
     )
     rows = source.merge(predictions[KEYS], on=KEYS, how="inner")
     assert len(rows) == len(predictions)
-    mlflow.set_tracking_uri(_uri(project))
-    mlflow.set_registry_uri(_uri(project))
-    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@dev")
-    expected = model.predict(model_inputs(rows, _features(project)))
-    merged = predictions.merge(rows[KEYS].assign(expected=expected), on=KEYS)
-    np.testing.assert_array_equal(merged["prediction"], merged["expected"])
+    merged = predictions.merge(
+        rows[KEYS].assign(expected=_sklearn_predict(project, "dev", rows)), on=KEYS
+    )
+    tolerance = float(dev.tags[f"{ONNX_TAG_PREFIX}tolerance"])
+    np.testing.assert_allclose(
+        merged["prediction"], merged["expected"], rtol=tolerance, atol=tolerance
+    )
 
 
-def test_prediction_log_keeps_inputs_label_and_identity(served, registry):
+@pytest.mark.usefixtures("served")
+def test_the_summary_says_onnx_scored_and_names_the_artifact(registry):
+    client, dev = registry
+    run = _serving_run(client, partitions=1)
+    tags = run.data.tags
+    assert tags["modelops.serving.form"] == "onnx"
+    assert (
+        tags["modelops.serving.artifact_sha256"]
+        == dev.tags[f"{ARTIFACT_SHA_PREFIX}{ONNX_FILE}"]
+    )
+    assert tags["modelops.serving.request_id"].startswith("batch-")
+
+
+def test_prediction_log_has_the_rest_log_schema(served, registry):
+    """Same columns and dtypes as modelops.prediction_log gives a REST request."""
     project, _ = served
     _, dev = registry
     log_root = project / OUTPUT / "prediction_log"
-    log = pd.read_parquet(log_root / _versions(log_root)[0] / f"{NEWEST_DAY}.parquet")
-    for column in [
-        *KEYS,
-        "temperature_c",
-        "weather",
-        "rentals",
+    version = _versions(log_root)[0]
+    log = pd.read_parquet(log_root / version / f"{NEWEST_DAY}.parquet")
+    features = _features(project)
+    inputs = list(dict.fromkeys([*features["key_columns"], *input_columns(features)]))
+    assert list(log.columns) == [*inputs, "rentals", "prediction", *LOG_COLUMNS]
+    rest = log_frame(
+        log[inputs],
+        log["prediction"].to_numpy(),
         "prediction",
-        "model_name",
-        "model_version",
-        "run_id",
-        "scored_at",
-        "source_partition",
-    ]:
-        assert column in log.columns, column
-    assert (log["model_version"] == int(dev.version)).all()
+        {"model_name": MODEL_NAME, "model_version": dev.version, "run_id": dev.run_id},
+        "a-request-id",
+        log["scored_at"].iloc[0],
+    )
+    pd.testing.assert_series_equal(
+        log.drop(columns="rentals").dtypes, rest.dtypes, check_names=False
+    )
+    assert (log["request_id"] == f"batch-{version}").all()
     assert (log["source_partition"] == NEWEST_DAY).all()
+    assert (log["model_version"] == int(dev.version)).all()
 
 
 def test_every_run_writes_a_new_version_and_overwrites_nothing(served):
@@ -158,11 +195,7 @@ def test_a_window_is_scored_partition_by_partition(served, registry):
         "2025-03-23.parquet",
         "2025-03-24.parquet",
     ]
-    (experiment,) = [e for e in client.search_experiments() if e.name == "modelops-dev"]
-    (run,) = client.search_runs(
-        [experiment.experiment_id],
-        filter_string="tags.`modelops.serving.partitions` = '3'",
-    )
+    run = _serving_run(client, partitions=3)
     tags = run.data.tags
     assert tags["modelops.serving.model_version"] == str(dev.version)
     assert tags["modelops.serving.complete"] == "True"
@@ -221,6 +254,59 @@ def test_a_failed_scoring_run_leaves_no_partial_version(served, tmp_path):
             "2025-03-24.parquet",
             "2025-03-25.parquet",
         ]
+
+
+@pytest.fixture(scope="module")
+def sklearn_served(simulated, tmp_path_factory):
+    """Another copy whose version is registered without ONNX, then served."""
+    project = tmp_path_factory.mktemp("sklearn") / "project"
+    shutil.copytree(simulated, project)
+    run_kedro(project, "run", "--params", "model_artifacts.onnx=false")
+    run_kedro(project, "run", "--pipelines", "serving")
+    return project
+
+
+def test_a_version_served_in_its_sklearn_form_also_scores(sklearn_served):
+    project = sklearn_served
+    client = MlflowClient(tracking_uri=_uri(project), registry_uri=_uri(project))
+    dev = client.get_model_version_by_alias(MODEL_NAME, "dev")
+    assert dev.tags[FORM_TAG] == "sklearn"
+    tags = _serving_run(client, partitions=1).data.tags
+    assert tags["modelops.serving.form"] == "sklearn"
+    assert (
+        tags["modelops.serving.artifact_sha256"]
+        == dev.tags[f"{ARTIFACT_SHA_PREFIX}{SKLEARN_FILE}"]
+    )
+    folder = project / OUTPUT / "batch_predictions"
+    predictions = pd.read_parquet(
+        folder / _versions(folder)[0] / f"{NEWEST_DAY}.parquet"
+    )
+    source = pd.read_parquet(
+        project / "data/source/bike_rentals" / f"{NEWEST_DAY}.parquet"
+    )
+    rows = source.merge(predictions[KEYS], on=KEYS, how="inner")
+    merged = predictions.merge(
+        rows[KEYS].assign(expected=_sklearn_predict(project, "dev", rows)), on=KEYS
+    )
+    np.testing.assert_array_equal(merged["prediction"], merged["expected"])
+
+
+def _sklearn_predict(project, alias: str, rows: pd.DataFrame) -> np.ndarray:
+    """What MLflow's own sklearn loader predicts for ``rows`` with the alias's model."""
+    mlflow.set_tracking_uri(_uri(project))
+    mlflow.set_registry_uri(_uri(project))
+    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@{alias}")
+    return model.predict(model_inputs(rows, _features(project)))
+
+
+def _serving_run(client: MlflowClient, partitions: int):
+    """The serving run of the dev experiment that scored ``partitions`` partitions."""
+    (experiment,) = [e for e in client.search_experiments() if e.name == "modelops-dev"]
+    (run,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`modelops.serving.partitions` = '{partitions}'",
+    )
+    return run
 
 
 def _features(project) -> dict:

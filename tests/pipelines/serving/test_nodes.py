@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import threading
 
@@ -13,9 +14,10 @@ from kedro.io import DatasetError, Version
 
 from modelops.batch_datasets import SaveVersionDataset, VersionedPartitionedDataset
 from modelops.errors import ConfigError, DataContractError, SourceWindowError
-from modelops.modeling import build_model, model_inputs
+from modelops.model_artifacts import ServedModel
+from modelops.modeling import build_model, input_columns, model_inputs
+from modelops.onnx_model import export_onnx, onnx_sha256
 from modelops.pipelines.serving.nodes import (
-    IDENTITY_COLUMNS,
     NoServingModelError,
     read_chunks,
     score_window,
@@ -24,6 +26,7 @@ from modelops.pipelines.serving.nodes import (
     serving_identity,
     summarise_scoring,
 )
+from modelops.prediction_log import IDENTITY_COLUMNS, LOG_COLUMNS, log_frame
 from tests.conftest import make_source_frame
 
 DAYS = ["2025-03-01", "2025-03-02", "2025-03-03", "2025-03-04"]
@@ -80,15 +83,37 @@ def fitted_model(frames, data_processing_params):
     return model.fit(model_inputs(train, features), train[features["target"]])
 
 
-@pytest.fixture
-def serving_model(fitted_model):
+def served(model, features=None, *, run_id="abc123"):
+    """What ServedModelDataset loads for version 3: ONNX form when given features."""
+    import skops.io  # noqa: PLC0415
+
+    onnx_bytes = export_onnx(model, features) if features is not None else None
+    skops_bytes = skops.io.dumps(model)
     return {
         "alias": "dev",
         "version": 3,
-        "run_id": "abc123",
+        "run_id": run_id,
         "tags": {},
-        "model": fitted_model,
+        "model": ServedModel(
+            name=MODEL_NAME,
+            version=3,
+            run_id=run_id,
+            tags={},
+            skops_bytes=skops_bytes,
+            onnx_bytes=onnx_bytes,
+        ),
+        "skops_bytes": skops_bytes,  # the served file's bytes (not read by serving)
     }
+
+
+@pytest.fixture(scope="module")
+def onnx_served(fitted_model, data_processing_params):
+    return served(fitted_model, data_processing_params["features"])
+
+
+@pytest.fixture
+def serving_model(onnx_served):
+    return onnx_served
 
 
 @pytest.fixture
@@ -183,14 +208,14 @@ def test_select_window_passes_on_a_partition_not_named_as_a_date():
 
 
 def test_score_window_scores_the_newest_day_with_the_model_identity(
-    score, partitions, fitted_model, features, frames
+    score, partitions, fitted_model, features, serving_model
 ):
     chunks = score(partitions)
     assert len(chunks) == 1
     predictions, _, progress = chunks[0]
     assert list(predictions) == ["2025-03-04"]
     scored = predictions["2025-03-04"]
-    day = frames["2025-03-04"]
+    day = partitions["2025-03-04"]()
     assert list(scored.columns) == [
         "timestamp",
         "station_id",
@@ -198,12 +223,14 @@ def test_score_window_scores_the_newest_day_with_the_model_identity(
         *IDENTITY_COLUMNS,
     ]
     assert len(scored) == ROWS_PER_DAY
+    # Scored by onnxruntime: the sklearn model's values within the export tolerance.
     expected = fitted_model.predict(model_inputs(day, features))
-    np.testing.assert_array_equal(scored["prediction"].to_numpy(), expected)
+    np.testing.assert_allclose(scored["prediction"].to_numpy(), expected, atol=1e-9)
     assert (scored["model_name"] == MODEL_NAME).all()
     assert (scored["model_version"] == 3).all()
     assert scored["model_version"].dtype == "int64"
     assert (scored["run_id"] == "abc123").all()
+    assert (scored["request_id"] == f"batch-{VERSION}").all()
     assert (
         scored["scored_at"] == pd.Timestamp("2025-03-05 06:07:08.123", tz="UTC")
     ).all()
@@ -213,6 +240,57 @@ def test_score_window_scores_the_newest_day_with_the_model_identity(
     assert progress["rows_scored"] == ROWS_PER_DAY
     assert progress["model_version"] == 3
     assert progress["output_version"] == VERSION
+    assert progress["request_id"] == f"batch-{VERSION}"
+    # The summary says which form scored, and which artifact (by hash).
+    assert progress["form"] == "onnx"
+    onnx_bytes = export_onnx(fitted_model, features)
+    assert progress["artifact_sha256"] == onnx_sha256(onnx_bytes)
+    assert serving_model["model"].sha256 == onnx_sha256(onnx_bytes)
+
+
+def test_score_window_scores_a_version_served_in_its_sklearn_form(
+    partitions, score, fitted_model, features, frames
+):
+    sklearn_served = served(fitted_model)  # no ONNX form: its skops file serves
+    ((predictions, log, progress),) = score(partitions, model=sklearn_served)
+    expected = fitted_model.predict(model_inputs(frames["2025-03-04"], features))
+    np.testing.assert_array_equal(
+        predictions["2025-03-04"]["prediction"].to_numpy(), expected
+    )
+    assert progress["form"] == "sklearn"
+    skops_sha = hashlib.sha256(sklearn_served["skops_bytes"]).hexdigest()
+    assert progress["artifact_sha256"] == skops_sha
+    assert list(log["2025-03-04"].columns[-len(LOG_COLUMNS) :]) == list(LOG_COLUMNS)
+
+
+def test_the_batch_log_has_the_schema_a_rest_log_has_for_the_same_inputs(
+    partitions, score, frames, features
+):
+    """Columns and dtypes are prediction_log's: monitoring reads batch and REST alike."""
+    ((_, log, _),) = score(partitions)
+    logged = log["2025-03-04"]
+    inputs = list(dict.fromkeys([*features["key_columns"], *input_columns(features)]))
+    assert list(logged.columns) == [*inputs, "rentals", "prediction", *LOG_COLUMNS]
+    # What the REST service writes for the same rows (one request, no partition).
+    rest = log_frame(
+        frames["2025-03-04"][inputs],
+        logged["prediction"].to_numpy(),
+        "prediction",
+        {"model_name": MODEL_NAME, "model_version": 3, "run_id": "abc123"},
+        "a-request-id",
+        pd.Timestamp("2025-03-05 06:07:08.123", tz="UTC"),
+    )
+    pd.testing.assert_series_equal(
+        logged.drop(columns="rentals").dtypes, rest.dtypes, check_names=False
+    )
+    assert str(logged["source_partition"].dtype) == str(rest["source_partition"].dtype)
+    assert (logged["source_partition"] == "2025-03-04").all()
+    assert rest["source_partition"].isna().all()
+    assert (logged["request_id"] == f"batch-{VERSION}").all()
+    pd.testing.assert_frame_equal(
+        logged.drop(columns=["rentals", "request_id", "source_partition"]),
+        rest.drop(columns=["request_id", "source_partition"]),
+    )
 
 
 def test_score_window_logs_inputs_label_prediction_and_identity(
@@ -242,9 +320,10 @@ def test_score_window_scores_rows_without_the_label(
     unlabelled = frames["2025-03-04"].drop(columns="rentals")
     ((predictions, log, _),) = score({"2025-03-04": lambda: unlabelled})
     assert "rentals" not in log["2025-03-04"].columns
-    np.testing.assert_array_equal(
+    np.testing.assert_allclose(
         predictions["2025-03-04"]["prediction"].to_numpy(),
         fitted_model.predict(model_inputs(unlabelled, features)),
+        atol=1e-9,
     )
 
 
@@ -298,6 +377,19 @@ def test_score_window_samples_rows_as_the_env_says(score, partitions, source):
     assert rows == [len(next(iter(p.values()))) for p, _, _ in again]
     assert first[-1][2]["rows_read"] == 4 * ROWS_PER_DAY
     assert first[-1][2]["rows_scored"] == sum(rows)
+
+
+def test_score_window_refuses_a_model_that_is_not_a_served_artifact(
+    score, partitions, fitted_model, serving_model
+):
+    bare_pipeline = {**serving_model, "model": fitted_model}  # e.g. an old catalog
+    with pytest.raises(
+        ConfigError,
+        match=r"batch_serving_model loaded a Pipeline, not the version's served "
+        r"artifact(.|\n)*Hint: set its type to modelops\.datasets\.ServedModelDataset "
+        r"in conf/base/catalog_serving\.yml",
+    ):
+        score(partitions, model=bare_pipeline)
 
 
 def test_score_window_refuses_when_the_alias_has_no_model(score, partitions):
@@ -517,13 +609,7 @@ def static_case():
             "seed": 0,
         },
     ).fit(model_inputs(data, STATIC_FEATURES), data["target"])
-    return data, {
-        "alias": "dev",
-        "version": 3,
-        "run_id": "r",
-        "tags": {},
-        "model": model,
-    }
+    return data, served(model, run_id="r")  # the sklearn form (no ONNX)
 
 
 def test_a_single_file_is_scored_whole_as_one_chunk(static_case, caplog):
@@ -552,11 +638,30 @@ def test_a_single_file_is_scored_whole_as_one_chunk(static_case, caplog):
         *IDENTITY_COLUMNS,
     ]
     assert frame["source_row"].tolist() == list(range(442))
-    expected = serving_model["model"].predict(model_inputs(data, STATIC_FEATURES))
+    sklearn_model = serving_model["model"].sklearn_model
+    expected = sklearn_model.predict(model_inputs(data, STATIC_FEATURES))
     np.testing.assert_array_equal(frame["prediction"].to_numpy(), expected)
     assert "target" not in log["single_file"].columns
     assert progress["first_partition"] == progress["last_partition"] == "single_file"
     assert "scored whole" in caplog.text
+
+
+def test_a_keyless_single_file_log_has_the_row_key_then_the_log_schema(static_case):
+    data, serving_model = static_case  # the sklearn form
+    ((_, log, progress),) = score_window(
+        data, serving_model, VERSION, SERVING, STATIC_SOURCE, STATIC_FEATURES
+    )
+    assert progress["form"] == "sklearn"
+    logged = log["single_file"]
+    # The row key, then the inputs and label, then prediction_log's own columns.
+    assert logged.columns.tolist() == [
+        "source_row",
+        *STATIC_FEATURES["numeric"],
+        "target",
+        "prediction",
+        *LOG_COLUMNS,
+    ]
+    assert (logged["source_partition"] == "single_file").all()
 
 
 def test_the_dev_sample_without_keys_keeps_source_rows(static_case):

@@ -19,7 +19,9 @@ def test_config_reads_conf_and_token_from_the_environment(data_processing_params
         **data_processing_params,
         "serving_api": {"poll_seconds": 3, "max_rows": 10, "token_env": "MY_TOKEN"},
     }
-    config = ServingConfig.from_conf(params, GLOBALS, "sqlite:///x.db", {"MY_TOKEN": "t"})
+    config = ServingConfig.from_conf(
+        params, GLOBALS, "sqlite:///x.db", {"MY_TOKEN": "t"}
+    )
     assert (config.alias, config.settings.poll_seconds) == ("challenger", 3)
     assert config.settings.max_rows == 10
     assert config.token == "t"  # noqa: S105 (a test value)
@@ -51,7 +53,10 @@ def test_the_shipped_conf_parses_and_logs_under_the_env_zone(tmp_path):
     ("block", "key"),
     [
         ({"compile_model": True}, "serving_api.compile_model"),
-        ({"prediction_log": {"queue_size": 3}}, "serving_api.prediction_log.queue_size"),
+        (
+            {"prediction_log": {"queue_size": 3}},
+            "serving_api.prediction_log.queue_size",
+        ),
     ],
 )
 def test_unknown_keys_are_refused_naming_key_and_file(block, key):
@@ -69,7 +74,10 @@ def test_unknown_keys_are_refused_naming_key_and_file(block, key):
         ({"poll_seconds": True}, "serving_api.poll_seconds"),
         ({"max_rows": "10"}, "serving_api.max_rows"),
         ({"form": "pickle"}, "serving_api.form"),
-        ({"prediction_log": {"flush_seconds": 0}}, "serving_api.prediction_log.flush_seconds"),
+        (
+            {"prediction_log": {"flush_seconds": 0}},
+            "serving_api.prediction_log.flush_seconds",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_key_and_file(block, key):

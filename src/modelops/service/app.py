@@ -48,6 +48,7 @@ access_logger = logging.getLogger("modelops.service.access")
 JSON_TYPE = "application/json"
 DRAIN_FACTOR = 8  # a body up to this many times max_body_bytes is read before a 413
 RELOAD_TIMEOUT_SECONDS = 60.0
+BODY_KEY = "modelops.body"  # scope key: the body read (bytes) or why it was refused
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 ENDPOINTS = ("/invocations", "/health", "/ping", "/model", "/reload", "/metrics")
 # Every route takes these methods: a wrong one gets a JSON 405 naming the right one.
@@ -136,6 +137,115 @@ def parse_json(body: bytes) -> Any:
         ) from None
 
 
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+class BodyReader:
+    """Reads ``POST /invocations`` bodies before the app sees the request (pure ASGI).
+
+    A request waiting for its body holds only this small coroutine (not Starlette's
+    middleware and routing frames), so thousands of slow clients cost little memory;
+    the body must come with a Content-Length of at most ``max_body_bytes`` and arrive
+    within ``body_timeout_seconds``. The app finds the body, or the
+    :class:`RequestRejected` saying why there is none, under ``scope[BODY_KEY]``.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Any) -> None:
+        self.app = app
+        self.limit = settings.max_body_bytes
+        self.timeout = settings.body_timeout_seconds
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """ASGI entry point."""
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == "/invocations"
+        ):
+            try:
+                scope[BODY_KEY] = await self._read(scope, receive)
+            except RequestRejected as err:
+                scope[BODY_KEY] = err
+            receive = _after_body(receive)
+        await self.app(scope, receive, send)
+
+    async def _read(self, scope: dict[str, Any], receive: Any) -> bytes:
+        headers = dict(scope["headers"])  # lower-case names; a repeat: the last one
+        if b"transfer-encoding" in headers:
+            raise RequestRejected(
+                HTTPStatus.LENGTH_REQUIRED,
+                "send the body with a Content-Length (chunked bodies are not accepted)",
+                rule="content-length",
+                close=True,
+            )
+        raw = headers.get(b"content-length")
+        if raw is None:
+            raise RequestRejected(
+                HTTPStatus.LENGTH_REQUIRED,
+                "send the body with a Content-Length header",
+                rule="content-length",
+                close=True,
+            )
+        if not raw.isdigit():
+            raise RequestRejected(
+                HTTPStatus.BAD_REQUEST,
+                "Content-Length is not a number",
+                rule="content-length",
+                close=True,
+            )
+        length, limit = int(raw), self.limit
+        too_large = length > limit
+        if too_large and length > DRAIN_FACTOR * limit:
+            raise _too_large(length, limit)  # not read: the connection closes
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise RequestRejected(
+                            HTTPStatus.BAD_REQUEST,
+                            "the client closed the connection before the body ended",
+                            rule="content-length",
+                            close=True,
+                        )
+                    if not too_large:
+                        body += message.get("body", b"")
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise RequestRejected(
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"the body did not arrive within {self.timeout:g} s",
+                rule="body_timeout",
+                close=True,
+            ) from None
+        if too_large:  # drained, so the client reads the 413 rather than a reset
+            raise _too_large(length, limit)
+        if len(body) != length:
+            raise RequestRejected(
+                HTTPStatus.BAD_REQUEST,
+                "the body ended before Content-Length bytes",
+                rule="content-length",
+                close=True,
+            )
+        return bytes(body)
+
+
+def _after_body(receive: Any) -> Any:
+    """A receive whose first message is the (already read) end of the body."""
+    done = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal done
+        if not done:
+            done = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class Service:
     """The service's parts (config, holder, metrics, log, model threads) and its app."""
 
@@ -176,7 +286,7 @@ class Service:
                 "/{path:path}", self._endpoint(None, self.not_found), methods=METHODS
             ),
         ]
-        self.app = Starlette(routes=routes)
+        self.app = BodyReader(Starlette(routes=routes), self.settings)
 
     # -- plumbing --
 
@@ -269,60 +379,6 @@ class Service:
             media_type=JSON_TYPE,
         )
 
-    async def _read_body(self, request: Request) -> bytes:
-        """The body, at most max_body_bytes, within body_timeout_seconds."""
-        headers = request.headers
-        if "transfer-encoding" in headers:
-            raise RequestRejected(
-                HTTPStatus.LENGTH_REQUIRED,
-                "send the body with a Content-Length (chunked bodies are not accepted)",
-                rule="content-length",
-                close=True,
-            )
-        raw = headers.get("content-length")
-        if raw is None:
-            raise RequestRejected(
-                HTTPStatus.LENGTH_REQUIRED,
-                "send the body with a Content-Length header",
-                rule="content-length",
-                close=True,
-            )
-        if not raw.isdigit():
-            raise RequestRejected(
-                HTTPStatus.BAD_REQUEST,
-                "Content-Length is not a number",
-                rule="content-length",
-                close=True,
-            )
-        length, limit = int(raw), self.settings.max_body_bytes
-        too_large = length > limit
-        if too_large and length > DRAIN_FACTOR * limit:
-            raise _too_large(length, limit)  # not read: the connection closes
-        body = bytearray()
-        try:
-            async with asyncio.timeout(self.settings.body_timeout_seconds):
-                async for chunk in request.stream():
-                    if not too_large:
-                        body += chunk
-        except TimeoutError:
-            raise RequestRejected(
-                HTTPStatus.REQUEST_TIMEOUT,
-                f"the body did not arrive within "
-                f"{self.settings.body_timeout_seconds:g} s",
-                rule="body_timeout",
-                close=True,
-            ) from None
-        if too_large:  # drained, so the client reads the 413 rather than a reset
-            raise _too_large(length, limit)
-        if len(body) != length:
-            raise RequestRejected(
-                HTTPStatus.BAD_REQUEST,
-                "the body ended before Content-Length bytes",
-                rule="content-length",
-                close=True,
-            )
-        return bytes(body)
-
     def _authorized(self, request: Request) -> bool:
         token = self.config.token
         if token is None:
@@ -359,7 +415,9 @@ class Service:
     async def invocations(self, request: Request, request_id: str) -> Reply:
         """Score MLflow ``dataframe_split`` / ``dataframe_records`` rows."""
         try:
-            body = await self._read_body(request)
+            body = request.scope[BODY_KEY]
+            if isinstance(body, RequestRejected):
+                raise body
             if not self._authorized(request):
                 return self._unauthorized(request_id)
             self._check_content_type(request)
@@ -525,6 +583,6 @@ def _too_large(length: int, limit: int) -> RequestRejected:
     )
 
 
-def create_app(config: ServingConfig, holder: ModelHolder, **parts: Any) -> Starlette:
-    """The Starlette app of a :class:`Service` (``parts``: metrics, log_writer...)."""
+def create_app(config: ServingConfig, holder: ModelHolder, **parts: Any) -> ASGIApp:
+    """The ASGI app of a :class:`Service` (``parts``: metrics, log_writer...)."""
     return Service(config, holder, **parts).app

@@ -512,3 +512,20 @@ def test_swap_is_atomic_for_requests_in_flight(config, contract, rows):
     assert all(value == float(body) for _, _, body, value in seen)
     assert {body for _, _, body, _ in seen} == {1, 2}
     assert _metric(swaps, "modelops_alias_swaps_total") == 3
+
+
+# --- MLflow's own client --------------------------------------------------------------
+
+
+def test_mlflows_scoring_server_client_gets_the_same_predictions(server, served, rows):
+    from mlflow.pyfunc.scoring_server.client import (  # noqa: PLC0415
+        ScoringServerClient,
+    )
+
+    client = ScoringServerClient(server.host, server.port)
+    client.wait_server_ready(timeout=10)
+    frame = rows.head(25)
+    answer = client.invoke(frame)
+    assert answer.get_predictions().iloc[:, 0].tolist() == (
+        served.predict_frame(frame).tolist()
+    )

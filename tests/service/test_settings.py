@@ -105,7 +105,7 @@ def test_the_service_refuses_features_the_contract_lacks(data_processing_params)
 
 def test_a_prediction_column_named_like_an_input_is_refused(data_processing_params):
     parameters = {**data_processing_params, "serving": {"prediction_column": "weather"}}
-    with pytest.raises(ConfigError, match="serving.prediction_column is 'weather'"):
+    with pytest.raises(ConfigError, match=r"serving\.prediction_column is 'weather'"):
         ServingConfig.from_conf(parameters, GLOBALS, "sqlite:///unused.db", {})
 
 

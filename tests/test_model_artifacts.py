@@ -530,10 +530,15 @@ def test_a_type_outside_the_trusted_list_is_refused_at_load(
     )
 
 
-def test_mlflow_pyfunc_still_loads_the_registered_version(onnx_version, hgb, held_out):
+def test_mlflow_pyfunc_still_loads_the_registered_version(
+    client, onnx_version, hgb, held_out
+):
     loaded = mlflow.pyfunc.load_model(f"models:/{NAME}/{onnx_version}")
 
     np.testing.assert_allclose(loaded.predict(held_out), hgb.predict(held_out))
+    # MLflow notes the name/version (registered_model_meta) into a local store's model
+    # directory when it loads a models:/ URI: not a tampered artifact.
+    assert load_served_model(client, NAME, onnx_version).form == "onnx"
 
 
 def test_served_model_can_be_built_from_bytes(hgb_artifacts, hgb, held_out):

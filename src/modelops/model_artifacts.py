@@ -67,6 +67,8 @@ ONNX_TAG_PREFIX = "modelops.onnx."
 ARTIFACT_SHA_PREFIX = "modelops.artifact_sha256."  # + relative file path
 MANIFEST_SHA_TAG = "modelops.artifacts_sha256"
 FORMS = ("onnx", "sklearn")
+# Files MLflow itself writes into a stored model directory after registration.
+MLFLOW_NOTES = ("registered_model_meta",)
 DEFAULT_SETTINGS: dict[str, Any] = {
     "onnx": True,
     "tolerance": 1.0e-9,
@@ -312,13 +314,27 @@ def build_artifacts(
 # --- hashes -----------------------------------------------------------------------------
 
 
-def file_hashes(directory: str | Path) -> dict[str, str]:
-    """sha256 of every file below ``directory``, keyed by its relative POSIX path."""
+def model_files(directory: str | Path) -> dict[str, Path]:
+    """Every file of a model directory by relative POSIX path, MLflow's own notes aside.
+
+    MLflow writes ``registered_model_meta`` (the model's name and version) into a
+    model directory whenever a ``models:/`` URI is loaded from a local artifact store,
+    i.e. into the stored directory itself; modelops never reads it, so it is neither
+    hashed nor refused.
+    """
     root = Path(directory)
     return {
-        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        path.relative_to(root).as_posix(): path
         for path in sorted(root.rglob("*"))
-        if path.is_file()
+        if path.is_file() and path.relative_to(root).as_posix() not in MLFLOW_NOTES
+    }
+
+
+def file_hashes(directory: str | Path) -> dict[str, str]:
+    """sha256 of every model file below ``directory``, keyed by relative POSIX path."""
+    return {
+        relpath: hashlib.sha256(path.read_bytes()).hexdigest()
+        for relpath, path in model_files(directory).items()
     }
 
 
@@ -509,11 +525,7 @@ def verified_files(
     """
     expected = check_hash_tags(tags, name, version)
     root = Path(directory)
-    found = {
-        path.relative_to(root).as_posix(): path
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
+    found = model_files(root)
     missing = sorted(set(expected) - set(found))
     if missing:
         raise _refuse(

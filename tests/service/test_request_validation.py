@@ -36,9 +36,10 @@ def test_split_and_records_give_the_same_values(contract, rows, count):
     records = validator.validate(records_payload(rows.head(count)))
     assert split.rows == records.rows == count
     assert split.values == records.values
-    assert split.values["station_capacity"] == rows["station_capacity"].head(
-        count
-    ).tolist()
+    assert (
+        split.values["station_capacity"]
+        == rows["station_capacity"].head(count).tolist()
+    )
 
 
 def test_requests_are_checked_by_the_contract_data_processing_uses():

@@ -174,6 +174,8 @@ BAD_INPUTS = [
      "data": [["S0001", 3]]}}, 400, None, "format", ()),
     ("a column named twice", lambda r: {"dataframe_split": {"columns": ["a", "a"],
      "data": [[1, 2]]}}, 400, None, "unique columns", ()),
+    ("column names that are not strings", lambda r: {"dataframe_split": {
+     "columns": [["timestamp"], 3], "data": [[1, 2]]}}, 400, None, "format", ()),
 ]  # fmt: skip
 
 

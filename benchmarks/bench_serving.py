@@ -722,6 +722,21 @@ def check_same_predictions(
     return check
 
 
+def same_artifact(info: Any, floor_sha256: str) -> dict[str, Any]:
+    """Whether modelops serves the floor's ONNX file (per its ``/model`` answer).
+
+    ``same`` is None when ``/model`` does not say (a service without ONNX forms) or
+    the service serves the sklearn form (then the floor's ONNX is the same model in
+    the form the issue's floor names, and the predictions check covers it).
+    """
+    info = info if isinstance(info, dict) else {}
+    form, sha = info.get("form"), info.get("sha256")
+    same = None
+    if form == "onnx" and sha:
+        same = sha == floor_sha256
+    return {"modelops_form": form, "modelops_sha256": sha, "same": same}
+
+
 # --- report ---------------------------------------------------------------------------
 
 
@@ -877,6 +892,10 @@ def main(argv: list[str] | None = None) -> int:
                 servers, bodies[: args.check_rows], served, args.tolerance
             )
             info = model_info(servers["modelops"])
+            check["artifact"] = same_artifact(info, onnx["sha256"])
+            if check["artifact"]["same"] is False:
+                check["passed"] = False
+                print(f"modelops serves another ONNX file: {check['artifact']}")
             if not check["passed"]:
                 print("Not timing servers that do not return the same predictions.")
                 return 1

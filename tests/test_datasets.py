@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlparse
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -15,14 +18,28 @@ from modelops.datasets import (
     MlflowJsonDataset,
     MlflowMetricsDataset,
     RegisteredModelDataset,
+    ServedModelDataset,
 )
 from modelops.errors import AccessPolicyError
 from modelops.lineage import content_hash
+from modelops.model_artifacts import (
+    FORM_TAG,
+    MANIFEST_SHA_TAG,
+    ONNX_FILE,
+    SKLEARN_FILE,
+    ArtifactIntegrityError,
+    ServedModel,
+    build_artifacts,
+    file_hashes,
+    hash_tags,
+    manifest_sha256,
+)
 from modelops.modeling import model_inputs
 from modelops.pipelines.training.nodes import train_model
 from tests.conftest import new_mlflow_store
 
 MODEL = {"class": "sklearn.linear_model.Ridge", "kwargs": {}, "seed": 0}
+ARTIFACTS = {"onnx": True, "tolerance": 1e-9, "verify_rows": 1000, "trusted_types": []}
 
 
 class AllowAll:
@@ -107,13 +124,20 @@ def test_metrics_and_json_land_on_the_run(tracking):
 def _bundle(model_input_table, features):
     model = train_model(model_input_table, features, MODEL)
     example = model_inputs(model_input_table.head(100), features)
+    held_out = model_inputs(model_input_table.tail(200), features)
     return {
         "model": model,
         "input_example": example,
         "tags": {"train_sha256": "abc"},
         "fingerprint": "f" * 64,
         "reason": "ok",
+        "artifacts": build_artifacts(model, held_out, features, ARTIFACTS),
     }
+
+
+def _stored(client, version) -> Path:
+    """The version's model directory in the (local) artifact store."""
+    return Path(urlparse(client.get_model_version_download_uri("demand", version)).path)
 
 
 def _versions(client) -> list[int]:
@@ -134,6 +158,21 @@ def test_registered_model_lands_with_tags_and_alias(
     assert version.tags["modelops.git_commit"] == "deadbeef"
     assert version.tags["modelops.run_id"] == run.info.run_id
     assert version.tags["modelops.fingerprint"] == "f" * 64
+    # the serving form, the ONNX agreement and the hash of every stored file
+    assert version.tags[FORM_TAG] == "onnx"
+    assert version.tags["modelops.onnx.passed"] == "true"
+    stored = file_hashes(_stored(tracking, version.version))
+    assert {SKLEARN_FILE, ONNX_FILE, "MLmodel", "code/modelops/features.py"} <= set(
+        stored
+    )
+    assert not [
+        path for path in stored if "__pycache__" in path or path.endswith(".pkl")
+    ]
+    assert hash_tags(stored).items() <= version.tags.items()
+    assert (
+        "skops=="
+        in (_stored(tracking, version.version) / "requirements.txt").read_text()
+    )
     run_tags = tracking.get_run(run.info.run_id).data.tags
     assert run_tags["modelops.registration_outcome"] == "registered"
     assert run_tags["modelops.registered_version"] == "1"
@@ -208,6 +247,13 @@ def test_an_identical_version_without_the_alias_is_reused(
     )
     tags = tracking.get_run(rerun.info.run_id).data.tags
     assert tags["modelops.registration_outcome"] == "reused"
+    # the reused version keeps its serving-form and hash tags, and still loads
+    reused = tracking.get_model_version("demand", "1").tags
+    assert reused[FORM_TAG] == "onnx"
+    assert reused[MANIFEST_SHA_TAG] == manifest_sha256(
+        file_hashes(_stored(tracking, "1"))
+    )
+    assert ServedModelDataset("demand", ["challenger"]).load()["version"] == 1
     other = {**bundle, "fingerprint": "e" * 64}
     with mlflow.start_run():
         _registered("challenger").save(other)
@@ -237,3 +283,62 @@ def test_a_bundle_without_fingerprint_is_refused(
     with mlflow.start_run(), pytest.raises(DatasetError, match="no candidate fingerp"):
         _registered("dev").save({**bundle, "fingerprint": None})
     assert tracking.search_registered_models() == []
+
+
+def test_a_request_without_artifacts_registers_nothing(
+    tracking, model_input_table, data_processing_params
+):
+    bundle = _bundle(model_input_table, data_processing_params["features"])
+    with (
+        mlflow.start_run() as run,
+        pytest.raises(DatasetError, match=r"holds no model artifacts"),
+    ):
+        _registered("dev").save({**bundle, "artifacts": None})
+    assert tracking.search_model_versions("name='demand'") == []
+    assert not tracking.list_artifacts(run.info.run_id)
+
+
+def test_served_model_dataset_loads_the_verified_form_by_alias(
+    tracking, model_input_table, data_processing_params
+):
+    features = data_processing_params["features"]
+    bundle = _bundle(model_input_table, features)
+    with mlflow.start_run() as run:
+        _registered("dev").save(bundle)
+
+    served = ServedModelDataset("demand", ["champion", "dev"]).load()
+    sklearn = ServedModelDataset("demand", ["dev"], prefer="sklearn").load()
+
+    assert (served["alias"], served["version"]) == ("dev", 1)
+    assert served["run_id"] == run.info.run_id
+    assert isinstance(served["model"], ServedModel)
+    assert served["model"].form == "onnx"
+    assert sklearn["model"].form == "sklearn"
+    raw = model_inputs(model_input_table.head(50), features)
+    expected = bundle["model"].predict(raw)
+    np.testing.assert_allclose(served["model"].predict_frame(raw), expected, rtol=1e-9)
+    np.testing.assert_array_equal(sklearn["model"].predict_frame(raw), expected)
+    assert ServedModelDataset("demand", ["champion"]).load() is None
+
+
+@pytest.mark.parametrize("path", [SKLEARN_FILE, ONNX_FILE])
+def test_a_tampered_artifact_is_refused_by_the_loading_datasets(
+    tracking, model_input_table, data_processing_params, path
+):
+    bundle = _bundle(model_input_table, data_processing_params["features"])
+    with mlflow.start_run():
+        _registered("dev").save(bundle)
+    target = _stored(tracking, "1") / path
+    target.write_bytes(target.read_bytes()[::-1])
+
+    for dataset in (
+        IncumbentModelDataset("demand", ["dev"]),
+        ServedModelDataset("demand", ["dev"]),
+    ):
+        with pytest.raises(
+            DatasetError,
+            match=rf"Model 'demand' version 1: file '{path}' does not match its "
+            rf"recorded sha256",
+        ) as raised:
+            dataset.load()
+        assert isinstance(raised.value.__cause__, ArtifactIntegrityError)

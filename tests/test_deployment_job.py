@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from modelops.model_artifacts import FORM_TAG, MANIFEST_SHA_TAG, load_served_model
 from tests.conftest import copy_project, run_kedro
 
 pytestmark = pytest.mark.slow
@@ -87,12 +88,21 @@ def test_model_lands_in_registry_with_lineage_and_reruns_reproduce(job_project):
     )
     assert version.tags["modelops.git_dirty"] == "false"
     assert version.tags["modelops.env"] == "dev"
+    # the verified ONNX form and the sha256 of every stored file are on the version
+    assert version.tags[FORM_TAG] == "onnx"
+    assert version.tags["modelops.onnx.passed"] == "true"
+    assert version.tags["modelops.onnx.exact"] == "true"  # default HGB: bit-exact
+    assert MANIFEST_SHA_TAG in version.tags
+    served = load_served_model(client, MODEL_NAME, version.version)
+    assert served.form == "onnx"
     # the registered model loads and predicts from raw source rows
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@dev")
     source = pd.read_parquet(
         job_project / "data/source/bike_rentals/2025-03-24.parquet"
     )
     assert len(model.predict(source.drop(columns="rentals"))) == len(source)
+    raw = source.drop(columns="rentals")[served.columns]
+    assert (served.predict_frame(raw) == model.predict(raw)).all()
 
     result = run_kedro(job_project, "run")
     assert "Deployment gate unchanged" in result.stdout + result.stderr

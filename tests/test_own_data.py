@@ -270,7 +270,8 @@ def test_weather_goes_from_dev_to_champion(weather):
 def test_weather_batch_scores_the_newest_month_and_the_service_agrees(
     weather, monkeypatch
 ):
-    from modelops import serving  # noqa: PLC0415
+    from modelops.service import server as serving  # noqa: PLC0415
+    from modelops.service.settings import load_serving_config  # noqa: PLC0415
 
     predictions = _newest(weather / "data/prod/07_model_output/batch_predictions")
     assert predictions.columns[0] == "date"
@@ -280,7 +281,7 @@ def test_weather_batch_scores_the_newest_month_and_the_service_agrees(
     uri = f"sqlite:///{weather / 'mlruns' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MODELOPS_SERVING_TOKEN", raising=False)
-    config = serving.load_serving_config(weather, "prod")
+    config = load_serving_config(weather, "prod")
     assert config.contract.column_names == [
         "date",
         "precipitation",
@@ -306,10 +307,7 @@ def test_weather_batch_scores_the_newest_month_and_the_service_agrees(
 
 @contextlib.contextmanager
 def _serving(serving: Any, config: Any) -> Iterator[int]:
-    server = serving.create_server(config, "127.0.0.1", 0)
-    server.holder.load_first(attempts=3, interval=1)
-    server.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.close()
+    service = serving.build_service(config)
+    service.holder.load_first(attempts=3, interval=1)
+    with serving.running(service) as server:
+        yield server.port

@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from modelops import registry, simulator
 from modelops.errors import ConfigError, ModelopsError
+from modelops.project_config import load_config
 from modelops.tracking import tracking_uri
 
 SOURCE_DATASET = "source_partitions"
@@ -95,20 +96,6 @@ def enter_project(*, required: bool = True) -> Path:
     os.chdir(root)
     apply_logging(user_file or root / LOGGING_FILE)
     return root
-
-
-def load_config(project_path: Path, env: str, key: str) -> dict[str, Any]:
-    """Read one kind of config (catalog, parameters, ...) as an env sees it.
-
-    No session is created, so no hook runs and nothing is written.
-    """
-    bootstrap_project(project_path)
-    loader = settings.CONFIG_LOADER_CLASS(
-        conf_source=str(project_path / settings.CONF_SOURCE),
-        env=env,
-        **settings.CONFIG_LOADER_ARGS,
-    )
-    return dict(loader[key])
 
 
 def source_path(project_path: Path, env: str, dataset: str = SOURCE_DATASET) -> Path:
@@ -485,6 +472,6 @@ def simulate_command(  # noqa: PLR0913, PLR0917
 @_clean
 def serve_command(env: str, host: str, port: int) -> None:
     """The REST service: /invocations, /health, /model, /reload; follows the env's alias."""
-    from modelops.serving import serve  # noqa: PLC0415 (OMP_NUM_THREADS before sklearn)
+    from modelops.service.server import serve  # noqa: PLC0415 (OMP_NUM_THREADS first)
 
     serve(Path.cwd(), env, host, port)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,9 @@ from kedro.io import AbstractDataset, DatasetError
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from modelops import registry
+from modelops import model_artifacts, registry
 from modelops.lineage import code_state, content_hash
+from modelops.model_artifacts import ModelArtifacts, ServedModel, load_served_model
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +171,11 @@ class IncumbentModelDataset(AbstractDataset[None, dict[str, Any] | None]):
     """A registered version by alias: the first alias in ``aliases`` that exists.
 
     Loads ``{"alias", "version", "run_id", "tags", "model"}`` or None when no alias is set
-    (nothing promoted yet). With ``load_model: false`` only the version's metadata is
-    read and ``model`` is None. Read-only.
+    (nothing promoted yet). ``model`` is the sklearn Pipeline, loaded from the version's
+    skops file after every artifact's hash was checked
+    (``modelops.model_artifacts.load_served_model``; never unpickled). With
+    ``load_model: false`` only the version's metadata is read and ``model`` is None.
+    Read-only.
     """
 
     def __init__(
@@ -177,11 +183,13 @@ class IncumbentModelDataset(AbstractDataset[None, dict[str, Any] | None]):
         model_name: str,
         aliases: list[str],
         load_model: bool = True,
+        trusted_types: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._model_name = model_name
         self._aliases = list(aliases)
         self._load_model = load_model
+        self._trusted_types = list(trusted_types or [])
         self.metadata = metadata
 
     def _load(self) -> dict[str, Any] | None:
@@ -191,7 +199,13 @@ class IncumbentModelDataset(AbstractDataset[None, dict[str, Any] | None]):
             if version is None:
                 continue
             model = (
-                mlflow.sklearn.load_model(f"models:/{self._model_name}@{alias}")
+                load_served_model(
+                    client,
+                    self._model_name,
+                    version.version,
+                    prefer="sklearn",
+                    extra_trusted_types=self._trusted_types,
+                ).sklearn_model
                 if self._load_model
                 else None
             )
@@ -212,6 +226,74 @@ class IncumbentModelDataset(AbstractDataset[None, dict[str, Any] | None]):
             "model_name": self._model_name,
             "aliases": self._aliases,
             "load_model": self._load_model,
+        }
+
+
+class ServedModelDataset(AbstractDataset[None, dict[str, Any] | None]):
+    """The served model by alias: the first alias in ``aliases`` that exists.
+
+    Loads ``{"alias", "version", "run_id", "tags", "model"}`` where ``model`` is a
+    ``modelops.model_artifacts.ServedModel`` (the verified ONNX form where the version
+    has one and ``prefer`` is ``onnx``, else the skops form), or None when no alias is
+    set. Every artifact's sha256 is checked against the version's tags first; a
+    mismatch raises ``ArtifactIntegrityError``. Read-only.
+    """
+
+    def __init__(  # noqa: PLR0913
+        self,
+        model_name: str,
+        aliases: list[str],
+        intra_op_threads: int = 1,
+        prefer: str = "onnx",
+        *,
+        trusted_types: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if prefer not in model_artifacts.FORMS:
+            raise DatasetError(
+                f"ServedModelDataset '{model_name}': prefer is {prefer!r}; expected "
+                f"one of {list(model_artifacts.FORMS)}.\nHint: fix the catalog entry "
+                f"(conf/base/catalog_serving.yml)."
+            )
+        self._model_name = model_name
+        self._aliases = list(aliases)
+        self._threads = int(intra_op_threads)
+        self._prefer = prefer
+        self._trusted_types = list(trusted_types or [])
+        self.metadata = metadata
+
+    def _load(self) -> dict[str, Any] | None:
+        client = MlflowClient()
+        for alias in self._aliases:
+            version = registry.alias_version(client, self._model_name, alias)
+            if version is None:
+                continue
+            served: ServedModel = load_served_model(
+                client,
+                self._model_name,
+                version.version,
+                prefer=self._prefer,
+                intra_op_threads=self._threads,
+                extra_trusted_types=self._trusted_types,
+            )
+            return {
+                "alias": alias,
+                "version": served.version,
+                "run_id": served.run_id,
+                "tags": dict(served.tags),
+                "model": served,
+            }
+        return None
+
+    def _save(self, data: None) -> None:
+        raise DatasetError("ServedModelDataset is read-only.")
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "model_name": self._model_name,
+            "aliases": self._aliases,
+            "intra_op_threads": self._threads,
+            "prefer": self._prefer,
         }
 
 
@@ -243,15 +325,19 @@ class CodeStateDataset(AbstractDataset[None, dict[str, str]]):
 class RegisteredModelDataset(_ActiveRunDataset):
     """Register an approved model once and point the env's alias at it.
 
-    ``save`` takes ``{"model", "input_example", "tags", "fingerprint", "reason"}``
-    (``model`` None: the gate found nothing new, nothing is registered). Registration
+    ``save`` takes ``{"model", "input_example", "tags", "fingerprint", "reason",
+    "artifacts"}`` (``model`` None: the gate found nothing new, nothing is
+    registered; ``artifacts``: ``modelops.model_artifacts.build_artifacts``). Registration
     is idempotent and safe under concurrent runs: holding the registration claim of
     the candidate's fingerprint (see ``registry.registration_claim``), it reuses a
     version already registered with that fingerprint (moving the alias to it if
     needed) and registers only when there is none. The model is logged with a
     signature inferred from the small input example (never the whole training set),
     explicit pip requirements (no inference subprocess) and the project's package as
-    ``code_paths`` so it loads anywhere. The outcome (``registered``, ``reused`` or
+    ``code_paths`` so it loads anywhere. The sklearn form is stored with skops (its
+    trusted types listed), the verified ONNX form as ``extra_files/model.onnx``; the
+    version carries the serving form, the ONNX agreement and the sha256 of every file
+    as stored. The outcome (``registered``, ``reused`` or
     ``unchanged``) and the version are tagged on the run.
     """
 
@@ -364,6 +450,13 @@ class RegisteredModelDataset(_ActiveRunDataset):
         run_id: str,
         policy: registry.AliasPolicy,
     ) -> str:
+        artifacts = data.get("artifacts")
+        if not isinstance(artifacts, ModelArtifacts):
+            raise DatasetError(
+                f"The registration request for '{self._model_name}' holds no model "
+                f"artifacts (ONNX/skops forms), so it cannot be registered.\nHint: "
+                f"build it with the deployment pipeline's prepare_registration node."
+            )
         example = data["input_example"]
         with warnings.catch_warnings():
             # MLflow warns that int columns cannot hold missing values; the data
@@ -374,24 +467,33 @@ class RegisteredModelDataset(_ActiveRunDataset):
             signature = mlflow.models.infer_signature(
                 example, data["model"].predict(example)
             )
-        info = mlflow.sklearn.log_model(
-            data["model"],
-            name=self._artifact_name,
-            signature=signature,
-            serialization_format="cloudpickle",
-            pip_requirements=registry.pip_requirements(),
-            code_paths=[str(registry.package_dir())],
-        )
+        with tempfile.TemporaryDirectory(prefix="modelops-code-") as folder:
+            package = Path(folder) / registry.package_dir().name
+            shutil.copytree(
+                registry.package_dir(),
+                package,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
+            model_uri, hash_tags = model_artifacts.log_model(
+                data["model"],
+                artifacts,
+                name=self._artifact_name,
+                signature=signature,
+                pip_requirements=registry.pip_requirements(),
+                code_paths=[str(package)],
+            )
         run_tags = client.get_run(run_id).data.tags
         tags = {
             **{k: v for k, v in run_tags.items() if k.startswith("modelops.")},
             **{f"modelops.{k}": str(v) for k, v in data["tags"].items()},
             "modelops.run_id": run_id,
             registry.FINGERPRINT_TAG: data["fingerprint"],
+            **artifacts.tags(),
+            **hash_tags,
         }
         try:
             version = registry.register_version(
-                self._model_name, info.model_uri, run_id, tags
+                self._model_name, model_uri, run_id, tags
             )
         except MlflowException as err:
             raise DatasetError(

@@ -25,7 +25,7 @@ from modelops.lineage import FINGERPRINT_TAG
 
 logger = logging.getLogger(__name__)
 
-SERVING_REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle")
+SERVING_REQUIREMENTS = ("mlflow", "scikit-learn", "pandas", "numpy", "skops")
 HISTORY_TAG_PREFIX = "modelops.alias_history."
 CLAIM_INFIX = ".claim."
 CLAIM_KEY_LENGTH = 32

@@ -7,14 +7,20 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
 
 from modelops.errors import ConfigError, DeploymentRejected
 from modelops.lineage import candidate_fingerprint
+from modelops.modeling import build_model, model_inputs
 from modelops.pipelines.deployment.nodes import (
     decide_deployment,
     enforce_deployment_gate,
     prepare_registration,
 )
+from modelops.pipelines.deployment.pipeline import create_pipeline
 from modelops.pipelines.training.nodes import train_model
 
 GATE = {"metric": "rmse", "business_threshold": 10.0, "min_improvement": 0.05}
@@ -24,6 +30,7 @@ MODEL = {
     "seed": 0,
 }
 SPLIT = {"train_sha256": "a" * 64, "test_sha256": "b" * 64}
+ARTIFACTS = {"onnx": True, "tolerance": 1e-9, "verify_rows": 1000, "trusted_types": []}
 
 
 class ConstantModel:
@@ -191,12 +198,14 @@ def test_registration_bundle_carries_lineage_and_a_small_example(
     bundle = prepare_registration(
         model,
         model_input_table,
+        model_input_table.tail(200),
         decision,
         split,
         source,
         {"rmse": 3.2},
         MODEL,
         features,
+        ARTIFACTS,
     )
     assert len(bundle["input_example"]) == 1000
     assert "rentals" not in bundle["input_example"].columns
@@ -204,17 +213,24 @@ def test_registration_bundle_carries_lineage_and_a_small_example(
     assert bundle["tags"]["source_last_partition"] == "2025-03-21"
     assert json.loads(bundle["tags"]["model_config"]) == MODEL
     assert bundle["tags"]["metric.rmse"] == "3.2"
+    # The ONNX form is verified on the test set's rows, not the training rows.
+    assert bundle["artifacts"].form == "onnx"
+    assert bundle["artifacts"].verification["held_out_rows"] == 200
+    assert bundle["artifacts"].tags()["modelops.onnx.passed"] == "true"
     unchanged = prepare_registration(
         model,
         model_input_table,
+        model_input_table.tail(200),
         {"unchanged": True, "reason": "same"},
         split,
         source,
         {},
         MODEL,
         features,
+        ARTIFACTS,
     )
     assert unchanged["model"] is None
+    assert unchanged["artifacts"] is None  # nothing exported for a reused version
 
 
 # --- threshold first, idempotent per env -------------------------------------------
@@ -261,7 +277,7 @@ def test_a_candidate_identical_to_the_envs_own_alias_is_unchanged(test_set, feat
     )
     assert enforce_deployment_gate(decision) == decision  # not a failure
     bundle = prepare_registration(
-        None, test_set, decision, SPLIT, {}, {}, MODEL, features
+        None, test_set, test_set, decision, SPLIT, {}, {}, MODEL, features, ARTIFACTS
     )
     assert bundle["model"] is None  # nothing to register
 
@@ -351,7 +367,116 @@ def test_the_bundle_carries_the_fingerprint(model_input_table, features):
     }
     model = train_model(model_input_table, features, MODEL)
     bundle = prepare_registration(
-        model, model_input_table, decision, SPLIT, source, {}, MODEL, features
+        model,
+        model_input_table,
+        model_input_table.tail(50),
+        decision,
+        SPLIT,
+        source,
+        {},
+        MODEL,
+        features,
+        ARTIFACTS,
     )
     assert bundle["fingerprint"] == "9" * 64
     assert bundle["tags"]["fingerprint"] == "9" * 64
+
+
+class Shift(TransformerMixin, BaseEstimator):
+    """A custom step whose type skops does not trust."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return X
+
+
+def test_a_model_with_an_untrusted_type_is_refused_before_registration(
+    model_input_table, features
+):
+    steps = build_model(features, MODEL).steps
+    model = Pipeline([*steps[:-1], ("shift", Shift()), steps[-1]])
+    model.fit(model_inputs(model_input_table, features), model_input_table["rentals"])
+    decision = {"approved": True, "reason": "ok", "fingerprint": "9" * 64}
+    source = {"first_partition": "a", "last_partition": "b"}
+    source.update(partition_count=1, rows=1)
+
+    with pytest.raises(
+        ConfigError,
+        match=r"holds type\(s\) \['[\w.]*Shift'\] outside the trusted types.*"
+        r"Nothing was registered\.\nHint: .*model_artifacts\.trusted_types in "
+        r"conf/base/parameters_deployment\.yml",
+    ):
+        prepare_registration(
+            model,
+            model_input_table,
+            model_input_table.tail(50),
+            decision,
+            SPLIT,
+            source,
+            {},
+            MODEL,
+            features,
+            ARTIFACTS,
+        )
+
+
+def test_invalid_artifact_settings_fail_even_for_an_unchanged_candidate(
+    test_set, features
+):
+    decision = {"unchanged": True, "reason": "same", "fingerprint": "9" * 64}
+
+    with pytest.raises(
+        ConfigError,
+        match=r"^model_artifacts\.tolerance is -1; expected .*\nHint: fix "
+        r"model_artifacts\.tolerance in conf/base/parameters_deployment\.yml",
+    ):
+        prepare_registration(
+            None,
+            test_set,
+            test_set,
+            decision,
+            SPLIT,
+            {},
+            {},
+            MODEL,
+            features,
+            {**ARTIFACTS, "tolerance": -1},
+        )
+
+
+def test_the_registration_node_verifies_on_the_test_set_from_the_catalog(
+    model_input_table, features, test_set, base_parameters
+):
+    model = train_model(model_input_table, features, MODEL)
+    catalog = DataCatalog(
+        {
+            "trained_model": MemoryDataset(model),
+            "train_set": MemoryDataset(model_input_table),
+            "test_set": MemoryDataset(test_set),
+            "approved_decision": MemoryDataset({"approved": True, "reason": "ok"}),
+            "split_manifest": MemoryDataset(SPLIT),
+            "source_manifest": MemoryDataset(
+                {
+                    "first_partition": "a",
+                    "last_partition": "b",
+                    "partition_count": 1,
+                    "rows": 1,
+                }
+            ),
+            "evaluation_metrics": MemoryDataset({"rmse": 3.0}),
+            "params:model": MemoryDataset(MODEL),
+            "params:features": MemoryDataset(features),
+            "params:model_artifacts": MemoryDataset(base_parameters["model_artifacts"]),
+            "registered_model": MemoryDataset(),
+        }
+    )
+    pipeline = create_pipeline().only_nodes("register_model_node")
+
+    SequentialRunner().run(pipeline, catalog)
+
+    artifacts = catalog.load("registered_model")["artifacts"]
+    assert artifacts.form == "onnx"
+    assert artifacts.verification["held_out_rows"] == len(test_set)
+    assert artifacts.verification["tolerance"] == 1e-9  # from the shipped conf

@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline
 from modelops.contracts import use_case_key
 from modelops.errors import ConfigError, DeploymentRejected
 from modelops.lineage import FINGERPRINT_TAG, candidate_fingerprint
+from modelops.model_artifacts import build_artifacts, check_settings
 from modelops.modeling import model_inputs
 
 DEPLOYMENT_CONF = "conf/base/parameters_deployment.yml"
@@ -267,19 +268,43 @@ def enforce_deployment_gate(decision: Mapping[str, Any]) -> dict[str, Any]:
 def prepare_registration(
     model: Pipeline,
     train_set: pd.DataFrame,
+    test_set: pd.DataFrame,
     decision: Mapping[str, Any],
     split_manifest: Mapping[str, Any],
     source_manifest: Mapping[str, Any],
     metrics: Mapping[str, float],
     model_config: Mapping[str, Any],
     features: Mapping[str, Any],
+    artifact_settings: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Bundle an approved model with its input example and lineage tags.
+    """Bundle an approved model with its input example, lineage tags and artifacts.
+
+    The artifacts (``modelops.model_artifacts.build_artifacts``) are the ONNX form
+    verified against ``model.predict`` on the test set's inputs (plus synthetic edge
+    rows), or the sklearn form and the reason; built only for an approved candidate.
+
+    Args:
+        model: The trained Pipeline.
+        train_set: Where the input example is drawn from.
+        test_set: The held-out rows the ONNX form is verified on; not modified.
+        decision: The approved (or ``unchanged``) gate decision.
+        split_manifest: The split's manifest (train/test sha256).
+        source_manifest: The source partitions the model was trained on.
+        metrics: The candidate's test metrics.
+        model_config: The ``model`` parameters.
+        features: The ``features`` parameters.
+        artifact_settings: The ``model_artifacts`` parameters.
 
     Returns:
-        ``{"model", "input_example", "tags", "fingerprint", "reason"}`` for the
-        registry dataset; ``model`` is None when the decision is ``unchanged``.
+        ``{"model", "input_example", "tags", "fingerprint", "reason", "artifacts"}``
+        for the registry dataset; ``model`` and ``artifacts`` are None when the
+        decision is ``unchanged``.
+
+    Raises:
+        ConfigError: invalid ``model_artifacts`` settings, or a model holding a type
+            outside the trusted types (nothing is registered).
     """
+    check_settings(artifact_settings)
     if decision.get("unchanged"):
         return {
             "model": None,
@@ -287,6 +312,7 @@ def prepare_registration(
             "tags": {},
             "fingerprint": decision.get("fingerprint"),
             "reason": decision["reason"],
+            "artifacts": None,
         }
     rows = min(len(train_set), INPUT_EXAMPLE_ROWS)
     picked = np.random.default_rng(0).choice(len(train_set), size=rows, replace=False)
@@ -307,10 +333,14 @@ def prepare_registration(
     }
     if decision.get("fingerprint"):
         tags["fingerprint"] = decision["fingerprint"]
+    artifacts = build_artifacts(
+        model, model_inputs(test_set, features), features, artifact_settings
+    )
     return {
         "model": model,
         "input_example": example.reset_index(drop=True),
         "tags": tags,
         "fingerprint": decision.get("fingerprint"),
         "reason": decision["reason"],
+        "artifacts": artifacts,
     }

@@ -16,6 +16,8 @@ def create_pipeline(**kwargs: object) -> Pipeline:
 
     Registration happens once per candidate fingerprint (see
     ``modelops.datasets.RegisteredModelDataset``); ``unchanged`` registers nothing.
+    An approved model is registered with its ONNX form verified on the test set, or
+    its sklearn form and the reason (``params:model_artifacts``).
     """
     return Pipeline(
         [
@@ -46,12 +48,14 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 inputs=[
                     "trained_model",
                     "train_set",
+                    "test_set",
                     "approved_decision",
                     "split_manifest",
                     "source_manifest",
                     "evaluation_metrics",
                     "params:model",
                     "params:features",
+                    "params:model_artifacts",
                 ],
                 outputs="registered_model",
                 name="register_model_node",

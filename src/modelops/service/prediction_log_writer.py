@@ -1,0 +1,268 @@
+"""The REST prediction log: scored requests appended off the request path, in batches.
+
+A request hands its checked values and predictions to :meth:`PredictionLogWriter.submit`,
+which only appends to a bounded in-memory queue (counted in rows) and returns. A
+writer thread takes what is queued every ``flush_seconds`` (or as soon as
+``batch_rows`` are waiting) and writes it as one parquet file per UTC day,
+``<path>/<YYYY-MM-DD>/<time>-<pid>-<n>.parquet``, under a hidden temporary name first
+and then renamed, so a reader never sees half a file. The rows have the schema batch
+scoring writes (:func:`modelops.prediction_log.log_frame`). When the queue is full a
+request's rows are dropped, counted (``modelops_prediction_log_rows_dropped``) and
+logged as a warning; nothing is dropped silently. :meth:`close` writes what is left.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelops.contracts import column_array
+from modelops.prediction_log import MODEL_NAME, MODEL_VERSION, RUN_ID, log_frame
+from modelops.service.metrics import ServiceMetrics
+
+logger = logging.getLogger(__name__)
+WARN_EVERY_SECONDS = 10.0  # drops are counted always, warned about this often
+
+
+@dataclasses.dataclass(frozen=True)
+class LogEntry:
+    """One scored request, as queued."""
+
+    values: dict[str, list[Any]]
+    predictions: Sequence[float]
+    identity: tuple[str, int, str | None]  # model name, version, run id
+    request_id: str
+    scored_at: float  # UTC epoch seconds
+
+
+class PredictionLogWriter:
+    """Appends scored requests to parquet files from a background thread.
+
+    Args:
+        path: The log's folder (day folders are made under it).
+        prediction_column: Name of the prediction column (``serving.prediction_column``).
+        dtypes: Contract dtype per input column (the log's input columns, in order).
+        queue_rows: At most this many rows wait in memory; beyond, requests' rows
+            are dropped and counted.
+        batch_rows: Write as soon as this many rows wait.
+        flush_seconds: Write what waits at least this often.
+        metrics: Where written, dropped and queued rows are counted.
+    """
+
+    def __init__(  # noqa: PLR0913
+        self,
+        path: Path,
+        prediction_column: str,
+        dtypes: dict[str, str],
+        *,
+        queue_rows: int,
+        batch_rows: int,
+        flush_seconds: float,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.prediction_column = prediction_column
+        self.dtypes = dict(dtypes)
+        self.queue_rows = queue_rows
+        self.batch_rows = batch_rows
+        self.flush_seconds = flush_seconds
+        self.metrics = metrics or ServiceMetrics()
+        self._entries: collections.deque[LogEntry] = collections.deque()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Condition(self._lock)
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._writing = 0
+        self._files = 0
+        self._dropped_since_warning = 0
+        self._last_warning = 0.0
+        self.rows_written = 0
+        self.rows_dropped = 0
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows waiting in memory."""
+        return self._pending
+
+    def start(self) -> PredictionLogWriter:
+        """Start the writer thread (idempotent)."""
+        if self._thread is None:
+            self._closing = False
+            self._thread = threading.Thread(
+                target=self._run, name="modelops-prediction-log", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def submit(
+        self,
+        values: dict[str, list[Any]],
+        predictions: Sequence[float],
+        identity: tuple[str, int, str | None],
+        request_id: str,
+        scored_at: float | None = None,
+    ) -> bool:
+        """Queue one scored request (never blocks); False if its rows were dropped."""
+        rows = len(predictions)
+        entry = LogEntry(
+            values, predictions, identity, request_id, scored_at or time.time()
+        )
+        with self._lock:
+            if self._closing or self._pending + rows > self.queue_rows:
+                self._drop(rows, "queue_full")
+                return False
+            self._entries.append(entry)
+            self._pending += rows
+            pending = self._pending
+        self.metrics.log_queue_rows.set(pending)
+        if pending >= self.batch_rows:
+            self._wake.set()
+        return True
+
+    def _drop(self, rows: int, reason: str) -> None:
+        """Count dropped rows and warn (at most every WARN_EVERY_SECONDS); lock held."""
+        self.rows_dropped += rows
+        self.metrics.log_rows_dropped.labels(reason=reason).inc(rows)
+        self._dropped_since_warning += rows
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY_SECONDS:
+            logger.warning(
+                "Prediction log: dropped %d row(s) (%s; %d queued of at most %d). "
+                "Raise serving_api.prediction_log.queue_rows or check the disk.",
+                self._dropped_since_warning,
+                reason,
+                self._pending,
+                self.queue_rows,
+            )
+            self._dropped_since_warning = 0
+            self._last_warning = now
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Write everything queued so far; True if it was written within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        with self._idle:
+            while self._pending or self._writing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._thread is None:
+                    return False
+                self._wake.set()
+                self._idle.wait(min(remaining, 0.05))
+        return True
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Refuse new rows, write what is queued, stop the thread."""
+        with self._lock:
+            self._closing = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._entries:  # the thread did not start or did not finish in time
+            self._write_batch(self._take())
+
+    def _take(self) -> list[LogEntry]:
+        with self._lock:
+            entries = list(self._entries)
+            self._entries.clear()
+            self._pending = 0
+            self._writing += 1
+        self.metrics.log_queue_rows.set(0)
+        return entries
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            closing = self._closing
+            self._write_batch(self._take())
+            if closing:
+                return
+
+    def _write_batch(self, entries: list[LogEntry]) -> None:
+        try:
+            if entries:
+                self._write(entries)
+        finally:
+            with self._idle:
+                self._writing -= 1
+                self._idle.notify_all()
+
+    def _write(self, entries: list[LogEntry]) -> None:
+        rows = sum(len(entry.predictions) for entry in entries)
+        try:
+            frame = self.frame(entries)
+            days = frame["scored_at"].dt.strftime("%Y-%m-%d")
+            for day, part in frame.groupby(days, sort=True):
+                self._write_file(part.reset_index(drop=True), str(day))
+        except Exception as err:
+            logger.exception("Prediction log: writing %d row(s) failed", rows)
+            with self._lock:
+                self._drop(rows, "write_failed")
+            del err
+            return
+        self.rows_written += rows
+        self.metrics.log_rows_written.inc(rows)
+
+    def frame(self, entries: Sequence[LogEntry]) -> pd.DataFrame:
+        """The prediction-log rows of ``entries`` (the schema batch scoring writes)."""
+        groups: dict[tuple[str, int, str | None], list[LogEntry]] = {}
+        for entry in entries:
+            groups.setdefault(entry.identity, []).append(entry)
+        frames = []
+        for (name, version, run_id), group in groups.items():
+            inputs = pd.DataFrame(
+                {
+                    column: column_array(
+                        dtype, [v for entry in group for v in entry.values[column]]
+                    )
+                    for column, dtype in self.dtypes.items()
+                },
+                copy=False,
+            )
+            counts = [len(entry.predictions) for entry in group]
+            stamps = pd.to_datetime(
+                np.repeat([entry.scored_at for entry in group], counts),
+                unit="s",
+                utc=True,
+            )
+            frames.append(
+                log_frame(
+                    inputs,
+                    np.concatenate(
+                        [np.asarray(e.predictions, dtype=np.float64) for e in group]
+                    ),
+                    self.prediction_column,
+                    {MODEL_NAME: name, MODEL_VERSION: version, RUN_ID: run_id},
+                    list(np.repeat([entry.request_id for entry in group], counts)),
+                    stamps,
+                )
+            )
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def _write_file(self, frame: pd.DataFrame, day: str) -> Path:
+        folder = self.path / day
+        folder.mkdir(parents=True, exist_ok=True)
+        self._files += 1
+        stamp = dt.datetime.now(dt.UTC).strftime("%H%M%S%f")
+        target = folder / f"{stamp}-{os.getpid()}-{self._files:06d}.parquet"
+        temporary = folder / f".{target.name}.tmp"
+        try:
+            frame.to_parquet(temporary, index=False)
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return target

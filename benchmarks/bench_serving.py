@@ -835,8 +835,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Comma-separated (the targets need all).",
     )
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests-1", type=int, default=600, help="Per round.")
-    parser.add_argument("--requests-8", type=int, default=1600, help="Per round.")
+    parser.add_argument("--requests-1", type=int, default=500, help="Per round.")
+    parser.add_argument("--requests-8", type=int, default=1000, help="Per round.")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--rows", type=int, default=500, help="Distinct rows cycled.")
     parser.add_argument("--check-rows", type=int, default=200)

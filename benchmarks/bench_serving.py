@@ -89,6 +89,8 @@ TARGET_LABELS = {
     "p50_vs_floor": ("single-row p50 / floor's", "<="),
     "rps8_vs_mlflow": ("8-client req/s / mlflow's", ">="),
     "rps8_vs_floor": ("8-client req/s / floor's", None),
+    "cpu1_vs_floor": ("server CPU/request, 1 client / floor's", None),
+    "cpu8_vs_floor": ("server CPU/request, 8 clients / floor's", None),
 }
 ONNX_FILE = "extra_files/model.onnx"
 ARTIFACT_SHA_PREFIX = "modelops.artifact_sha256."
@@ -584,6 +586,9 @@ def summarise(phases: list[dict[str, Any]], clients: int) -> dict[str, Any]:
             {
                 "p50_ms": statistics.median(p["latencies"]) * 1000,
                 "rps": len(p["latencies"]) / p["seconds"],
+                "server_cpu_ms_per_request": p["cpu_seconds"]
+                * 1000
+                / len(p["latencies"]),
             }
             for p in phases
         ],
@@ -750,6 +755,9 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "p50_vs_floor": ("c1", "p50_ms", "floor"),
         "rps8_vs_mlflow": ("c8", "rps", "mlflow"),
         "rps8_vs_floor": ("c8", "rps", "floor"),
+        # Less sensitive to other processes on the machine than wall-clock ratios.
+        "cpu1_vs_floor": ("c1", "server_cpu_ms_per_request", "floor"),
+        "cpu8_vs_floor": ("c8", "server_cpu_ms_per_request", "floor"),
     }
     out: dict[str, Any] = {}
     for key, (load, metric, other) in wanted.items():
@@ -759,14 +767,16 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         per_round = [
             a[metric] / b[metric]
             for a, b in zip(ours[load]["rounds"], theirs["rounds"], strict=True)
+            if metric in a and metric in b
         ]
         value = ours[load][metric] / theirs[metric]
-        entry: dict[str, Any] = {
-            "pooled": value,
-            "round_median": statistics.median(per_round),
-            "round_min": min(per_round),
-            "round_max": max(per_round),
-        }
+        entry: dict[str, Any] = {"pooled": value}
+        if per_round:
+            entry |= {
+                "round_median": statistics.median(per_round),
+                "round_min": min(per_round),
+                "round_max": max(per_round),
+            }
         direction = TARGET_LABELS[key][1]
         if direction is not None:
             target = TARGETS[key]
@@ -798,11 +808,13 @@ def print_report(results: dict[str, dict[str, Any]], summary: dict[str, Any]) ->
             if "target" in entry
             else "(no target)"
         )
-        print(
-            f"modelops {label:<28} {entry['pooled']:>8.3f}  (rounds "
-            f"{entry['round_median']:.3f}, {entry['round_min']:.3f}..."
-            f"{entry['round_max']:.3f})  {verdict}"
+        rounds = (
+            f"(rounds {entry['round_median']:.3f}, {entry['round_min']:.3f}..."
+            f"{entry['round_max']:.3f})"
+            if "round_median" in entry
+            else ""
         )
+        print(f"modelops {label:<40} {entry['pooled']:>8.3f}  {rounds:<28} {verdict}")
 
 
 def git_state() -> dict[str, Any]:

@@ -215,8 +215,10 @@ def rows(model_input_table, contract) -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def fitted(model_input_table, features, training_params):
-    """The configured model (HistGradientBoosting) fitted on the simulated table."""
-    model = build_model(features, training_params["model"])
+    """The configured model class (HistGradientBoosting), 40 trees (quick to fit)."""
+    model_conf = training_params["model"]
+    small = {**model_conf, "kwargs": {**model_conf["kwargs"], "max_iter": 40}}
+    model = build_model(features, small)
     return model.fit(
         model_inputs(model_input_table, features), model_input_table[features["target"]]
     )

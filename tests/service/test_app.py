@@ -174,6 +174,8 @@ BAD_INPUTS = [
      "data": [["S0001", 3]]}}, 400, None, "format", ()),
     ("a column named twice", lambda r: {"dataframe_split": {"columns": ["a", "a"],
      "data": [[1, 2]]}}, 400, None, "unique columns", ()),
+    ("column names that are not strings", lambda r: {"dataframe_split": {
+     "columns": [["timestamp"], 3], "data": [[1, 2]]}}, 400, None, "format", ()),
 ]  # fmt: skip
 
 
@@ -529,3 +531,24 @@ def test_mlflows_scoring_server_client_gets_the_same_predictions(server, served,
     assert answer.get_predictions().iloc[:, 0].tolist() == (
         served.predict_frame(frame).tolist()
     )
+
+
+def test_beyond_limit_concurrency_requests_are_answered_503_at_once(contract, served):
+    config = make_config(contract, limit_concurrency=3, body_timeout_seconds=30)
+    with running(config, served) as server:
+        held = []
+        for _ in range(3):
+            sock = socket.create_connection((server.host, server.port), timeout=10)
+            sock.sendall(
+                b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+            )
+            held.append(sock)
+        time.sleep(0.3)
+        started = time.monotonic()
+        refused = Client(server).call("GET", "/health")
+        assert refused.status == 503
+        assert time.monotonic() - started < 5
+        for sock in held:
+            sock.close()
+        time.sleep(0.3)
+        assert Client(server).call("GET", "/health").status == 200

@@ -302,7 +302,7 @@ class Service:
             request_id = request.headers.get("x-request-id", "")
             if not _REQUEST_ID.fullmatch(request_id):
                 request_id = uuid.uuid4().hex
-            path = request.url.path
+            path = request.scope["path"]
             name = path if path in ENDPOINTS else "other"
             if method is not None and request.method != method:
                 reply: Reply | Response = error_reply(
@@ -328,8 +328,7 @@ class Service:
             response = self._response(reply, request_id)
             elapsed = time.perf_counter() - started
             status = str(response.status_code)
-            self.metrics.requests.labels(endpoint=name, status=status).inc()
-            self.metrics.latency.labels(endpoint=name, status=status).observe(elapsed)
+            self.metrics.observe(name, status, elapsed)
             rows = 0
             version = response.headers.get("x-model-version", "-")
             if isinstance(reply, Reply):

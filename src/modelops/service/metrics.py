@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -104,10 +106,22 @@ class ServiceMetrics:
             "Prediction-log rows waiting to be written.",
             registry=registry,
         )
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         for reason in ("queue_full", "write_failed"):
             self.log_rows_dropped.labels(reason=reason)
         for reason in ("integrity", "load", "warm_up", "no_alias"):
             self.load_failures.labels(reason=reason)
+
+    def observe(self, endpoint: str, status: str, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        children = self._children.get((endpoint, status))
+        if children is None:
+            children = self._children[(endpoint, status)] = (
+                self.requests.labels(endpoint=endpoint, status=status),
+                self.latency.labels(endpoint=endpoint, status=status),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def served(self, model_name: str, alias: str, version: int, form: str) -> None:
         """Record which version (and form) serves from now on."""

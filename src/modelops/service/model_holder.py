@@ -148,6 +148,7 @@ class ModelHolder:
         *,
         loader: Loader | None = None,
         metrics: ServiceMetrics | None = None,
+        client: Any = None,
     ) -> None:
         self.model_name = model_name
         self.alias = alias
@@ -160,7 +161,7 @@ class ModelHolder:
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
-        self._client: Any = None
+        self._client: Any = client  # an MlflowClient on the registry (made on use)
         self.last_batch: ValidatedBatch | None = None  # last scored input (not logged)
         self.last_error: str | None = None
 

@@ -50,6 +50,9 @@ _NULL_EXPECTED = {
     "datetime": _DATETIME_EXPECTED,
 }
 _CONTRACT_ERROR = "contract"
+_MODEL_CONFIG = ConfigDict(extra="forbid", strict=True)
+# Up to this many rows a batch is checked one dict per row; beyond, one list per column.
+ROW_MODEL_MAX_ROWS = 16
 
 
 class RequestRejected(Exception):
@@ -198,17 +201,34 @@ def contract_row_model(contract: Contract) -> pydantic.TypeAdapter[list[Any]]:
     Each key is a contract column whose value type carries the column's rules; any
     column name works (the row is a ``TypedDict`` built from the contract).
     """
-    row = TypedDict(  # type: ignore[misc]
-        "ContractRow", {rule.name: column_type(rule) for rule in contract.columns}
+    row = pydantic.with_config(_MODEL_CONFIG)(
+        TypedDict(  # type: ignore[misc]
+            "ContractRow", {rule.name: column_type(rule) for rule in contract.columns}
+        )
     )
-    return pydantic.TypeAdapter(
-        list[row], config=ConfigDict(extra="forbid", strict=True)
-    )
+    return pydantic.TypeAdapter(list[row])
 
 
-def _rejection(error: Any, rules: dict[str, ColumnRule]) -> ValueRejected:
+def contract_columns_model(contract: Contract) -> pydantic.TypeAdapter[Any]:
+    """The same rules as :func:`contract_row_model`, on one list per column.
+
+    Cheaper per row than one dict per row once a batch has more than a few rows.
+    """
+    columns = pydantic.with_config(_MODEL_CONFIG)(
+        TypedDict(  # type: ignore[misc]
+            "ContractColumns",
+            {rule.name: list[column_type(rule)] for rule in contract.columns},  # type: ignore[misc]
+        )
+    )
+    return pydantic.TypeAdapter(columns)
+
+
+def _rejection(
+    error: Any, rules: dict[str, ColumnRule], *, columnar: bool = False
+) -> ValueRejected:
     """One pydantic error as the contract's refusal (the input is never shown)."""
-    row, column = int(error["loc"][0]), str(error["loc"][1])
+    first, second = error["loc"][0], error["loc"][1]
+    row, column = (int(second), str(first)) if columnar else (int(first), str(second))
     rule = rules[column]
     kind = error["type"]
     if kind == _CONTRACT_ERROR:
@@ -252,6 +272,7 @@ class RequestValidator:
         self.max_rows = max_rows
         self.dtypes = contract.dtypes
         self.model = contract_row_model(contract)
+        self.columns_model = contract_columns_model(contract)
         self._order = {name: index for index, name in enumerate(self.columns)}
         self._rules = {rule.name: rule for rule in contract.columns}
         self._column_set = frozenset(self.columns)
@@ -259,17 +280,33 @@ class RequestValidator:
     def validate(self, payload: Any) -> ValidatedBatch:
         """The checked rows of ``payload``, the parsed JSON body.
 
+        Up to ``ROW_MODEL_MAX_ROWS`` rows are checked one dict per row, larger
+        batches one list per column: the same rules, the same first refusal.
+
         Args:
             payload: ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` or
                 ``{"dataframe_records": [{column: value}, ...]}``.
         """
-        checked = self.check_rows(self.records(payload))
-        if len(checked) == 1:
+        names, rows, records = self.parse(payload)
+        count = len(rows) if records is None else len(records)
+        if count > ROW_MODEL_MAX_ROWS:
+            if records is not None:
+                columns = {n: [record[n] for record in records] for n in self.columns}
+            else:
+                columns = {
+                    name: list(values)
+                    for name, values in zip(names, zip(*rows, strict=True), strict=True)
+                }
+            return ValidatedBatch(self.check_columns(columns), self.dtypes, count)
+        if records is None:
+            records = [dict(zip(names, values, strict=True)) for values in rows]
+        checked = self.check_rows(records)
+        if count == 1:
             (row,) = checked
             values = {name: [row[name]] for name in self.columns}
         else:
             values = {name: [row[name] for row in checked] for name in self.columns}
-        return ValidatedBatch(values, self.dtypes, len(checked))
+        return ValidatedBatch(values, self.dtypes, count)
 
     def check_rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rows (contract columns exactly) checked and typed (ints, datetimes, None).
@@ -288,8 +325,29 @@ class RequestValidator:
             )
             raise _contract_rejected(_rejection(first, self._rules)) from None
 
-    def records(self, payload: Any) -> list[dict[str, Any]]:
-        """The payload's rows as ``{column: JSON value}``, structure and names checked."""
+    def check_columns(self, columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """Like :meth:`check_rows`, on one list per contract column."""
+        try:
+            return self.columns_model.validate_python(columns)
+        except pydantic.ValidationError as err:
+            order = self._order
+            first = min(
+                err.errors(include_url=False, include_context=True),
+                key=lambda e: (order.get(str(e["loc"][0]), -1), e["loc"][1]),
+            )
+            raise _contract_rejected(
+                _rejection(first, self._rules, columnar=True)
+            ) from None
+
+    def parse(
+        self, payload: Any
+    ) -> tuple[list[str], list[list[Any]], list[dict[str, Any]] | None]:
+        """Structure and names checked: split's (names, rows, None) or records'.
+
+        Returns:
+            ``(names, rows, None)`` for ``dataframe_split``, ``([], [], records)``
+            for ``dataframe_records``.
+        """
         if type(payload) is not dict:
             raise _format_rejected("the body must be a JSON object")
         if len(payload) != 1 or next(iter(payload)) not in INPUT_FORMATS:
@@ -298,8 +356,9 @@ class RequestValidator:
                 "'dataframe_records' and nothing else"
             )
         if "dataframe_split" in payload:
-            return self._split_records(payload["dataframe_split"])
-        return self._records(payload["dataframe_records"])
+            names, rows = self._split(payload["dataframe_split"])
+            return names, rows, None
+        return [], [], self._records(payload["dataframe_records"])
 
     def _check_rows(self, rows: Any, what: str) -> None:
         if type(rows) is not list:
@@ -324,7 +383,7 @@ class RequestValidator:
         except ValueRejected as err:
             raise _contract_rejected(err) from None
 
-    def _split_records(self, split: Any) -> list[dict[str, Any]]:
+    def _split(self, split: Any) -> tuple[list[str], list[list[Any]]]:
         if type(split) is not dict or not {"columns", "data"} <= split.keys():
             raise _format_rejected(
                 "'dataframe_split' must be an object with 'columns' and 'data'"
@@ -334,14 +393,21 @@ class RequestValidator:
                 "'dataframe_split' may hold only 'columns', 'data' and 'index'"
             )
         names, rows = split["columns"], split["data"]
-        if type(names) is not list or not all(type(n) is str for n in names):
-            raise _format_rejected("'columns' must be an array of column names")
-        if len(set(names)) != len(names):
-            raise _format_rejected(
-                "'columns' names a column twice", rule="unique columns"
-            )
+        try:
+            given = set(names) if type(names) is list else None
+        except TypeError:  # a name that is an array or an object
+            given = None
+        exact = given == self._column_set and len(names) == len(given)
+        if not exact:  # the usual request skips these: its names are the contract's
+            if given is None or not all(type(n) is str for n in names):
+                raise _format_rejected("'columns' must be an array of column names")
+            if len(given) != len(names):
+                raise _format_rejected(
+                    "'columns' names a column twice", rule="unique columns"
+                )
         self._check_rows(rows, "'data'")
-        self._names(names)
+        if not exact:  # the contract says which column is missing or extra
+            self._names(names)
         width = len(names)
         for row, values in enumerate(rows):
             if type(values) is not list or len(values) != width:
@@ -349,7 +415,7 @@ class RequestValidator:
                     f"row {row} of 'data' must be an array of {width} values, one per "
                     f"column"
                 )
-        return [dict(zip(names, values, strict=True)) for values in rows]
+        return names, rows
 
     def _records(self, records: Any) -> list[dict[str, Any]]:
         self._check_rows(records, "'dataframe_records'")

@@ -317,6 +317,9 @@ def store(tmp_path_factory):
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # The active experiment is global too: another module's run may have left one
+    # that this store does not have.
+    mlflow.set_experiment("model-artifacts-tests")
     yield uri
     mlflow.set_tracking_uri(before[0])
     mlflow.set_registry_uri(before[1])

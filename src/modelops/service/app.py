@@ -17,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
+import itertools
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -53,6 +55,31 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 ENDPOINTS = ("/invocations", "/health", "/ping", "/model", "/reload", "/metrics")
 # Every route takes these methods: a wrong one gets a JSON 405 naming the right one.
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+ACCESS_LINE = (
+    "request_id=%s method=%s path=%s status=%s version=%s rows=%d latency_ms=%.2f"
+)
+# orjson reads integers beyond 64 bits as floats; a body with a run of this many
+# digits is parsed by the standard library, which keeps them exact.
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+# Request ids made here: a random prefix per process and a counter (32 hex digits,
+# unique, no system call per request).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A request id for a request that brought none (or an unusable one)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+def _access(*args: Any) -> None:
+    """One access-log line (``ACCESS_LINE``), formatted only by the log's handlers."""
+    if access_logger.isEnabledFor(logging.INFO):  # no caller lookup per request
+        access_logger.handle(
+            access_logger.makeRecord(
+                access_logger.name, logging.INFO, __file__, 0, ACCESS_LINE, args, None
+            )
+        )
 
 
 @dataclasses.dataclass
@@ -116,9 +143,19 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json(body: bytes) -> Any:
-    """The parsed body, or RequestRejected (400) saying where the JSON is broken."""
+    """The parsed body, or RequestRejected (400) saying where the JSON is broken.
+
+    orjson parses what it can read exactly; anything else (a broken body, NaN, a
+    lone surrogate, integers beyond 64 bits) goes to the standard library, whose
+    reading and messages decide.
+    """
     if not body:
         raise RequestRejected(HTTPStatus.BAD_REQUEST, "the body is empty", rule="json")
+    if _LONG_NUMBER.search(body) is None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
@@ -146,12 +183,23 @@ class BodyReader:
     A request waiting for its body holds only this small coroutine (not Starlette's
     middleware and routing frames), so thousands of slow clients cost little memory;
     the body must come with a Content-Length of at most ``max_body_bytes`` and arrive
-    within ``body_timeout_seconds``. The app finds the body, or the
+    within ``body_timeout_seconds``. The endpoint finds the body, or the
     :class:`RequestRejected` saying why there is none, under ``scope[BODY_KEY]``.
+
+    ``POST /invocations`` then goes straight to its endpoint (``invocations``, a
+    Starlette request handler), not through Starlette's middleware and router: the
+    scoring path is the hot one, and that endpoint answers its own errors. Every
+    other request goes to ``app``.
     """
 
-    def __init__(self, app: ASGIApp, settings: Any) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Any,
+        invocations: Callable[[Request], Awaitable[Response]] | None = None,
+    ) -> None:
         self.app = app
+        self.invocations = invocations
         self.limit = settings.max_body_bytes
         self.timeout = settings.body_timeout_seconds
 
@@ -167,6 +215,10 @@ class BodyReader:
             except RequestRejected as err:
                 scope[BODY_KEY] = err
             receive = _after_body(receive)
+            if self.invocations is not None:
+                response = await self.invocations(Request(scope, receive))
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     async def _read(self, scope: dict[str, Any], receive: Any) -> bytes:
@@ -269,12 +321,9 @@ class Service:
             thread_name_prefix="modelops-model",
         )
         self._contract_columns = frozenset(self.validator.columns)
+        invocations = self._endpoint("POST", self.invocations)
         routes = [
-            Route(
-                "/invocations",
-                self._endpoint("POST", self.invocations),
-                methods=METHODS,
-            ),
+            Route("/invocations", invocations, methods=METHODS),
             Route("/health", self._endpoint("GET", self.health), methods=METHODS),
             Route("/ping", self._endpoint("GET", self.health), methods=METHODS),
             Route("/model", self._endpoint("GET", self.model), methods=METHODS),
@@ -286,7 +335,7 @@ class Service:
                 "/{path:path}", self._endpoint(None, self.not_found), methods=METHODS
             ),
         ]
-        self.app = BodyReader(Starlette(routes=routes), self.settings)
+        self.app = BodyReader(Starlette(routes=routes), self.settings, invocations)
 
     # -- plumbing --
 
@@ -299,12 +348,13 @@ class Service:
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
+            scope = request.scope
             request_id = request.headers.get("x-request-id", "")
             if not _REQUEST_ID.fullmatch(request_id):
-                request_id = uuid.uuid4().hex
-            path = request.scope["path"]
+                request_id = new_request_id()
+            path = scope["path"]
             name = path if path in ENDPOINTS else "other"
-            if method is not None and request.method != method:
+            if method is not None and scope["method"] != method:
                 reply: Reply | Response = error_reply(
                     HTTPStatus.METHOD_NOT_ALLOWED,
                     f"use {method} for {path}",
@@ -325,12 +375,11 @@ class Service:
                         request_id,
                         close=True,
                     )
-            response = self._response(reply, request_id)
+            response, version = self._response(reply, request_id)
             elapsed = time.perf_counter() - started
             status = str(response.status_code)
             self.metrics.observe(name, status, elapsed)
             rows = 0
-            version = response.headers.get("x-model-version", "-")
             if isinstance(reply, Reply):
                 rows = reply.rows
                 if reply.rule is not None and 400 <= reply.status < 500:  # noqa: PLR2004
@@ -338,14 +387,12 @@ class Service:
                         reply.column if reply.column in self._contract_columns else ""
                     )
                     self.metrics.rejections.labels(rule=reply.rule, column=column).inc()
-            access_logger.info(
-                "request_id=%s method=%s path=%s status=%s version=%s rows=%d "
-                "latency_ms=%.2f",
+            _access(
                 request_id,
-                request.method,
+                scope["method"],
                 path if name != "other" else "-",
                 status,
-                version,
+                version or "-",
                 rows,
                 elapsed * 1000,
             )
@@ -353,13 +400,17 @@ class Service:
 
         return endpoint
 
-    def _response(self, reply: Reply | Response, request_id: str) -> Response:
+    def _response(
+        self, reply: Reply | Response, request_id: str
+    ) -> tuple[Response, str | None]:
+        """The HTTP response of ``reply`` and the model version it names."""
         current = self.holder.current
         if isinstance(reply, Response):
             reply.headers["X-Request-Id"] = request_id
-            if current is not None:
-                reply.headers["X-Model-Version"] = current.version_header
-            return reply
+            if current is None:
+                return reply, None
+            reply.headers["X-Model-Version"] = current.version_header
+            return reply, current.version_header
         version = reply.version
         if version is None and current is not None:
             version = current.version_header
@@ -372,11 +423,11 @@ class Service:
         if reply.close:
             headers["Connection"] = "close"
         return Response(
-            json.dumps(reply.body, separators=(",", ":")).encode(),
+            orjson.dumps(reply.body),
             status_code=reply.status,
             headers=headers,
             media_type=JSON_TYPE,
-        )
+        ), version
 
     def _authorized(self, request: Request) -> bool:
         token = self.config.token

@@ -14,15 +14,15 @@ logged as a warning; nothing is dropped silently. :meth:`close` writes what is l
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime as dt
+import itertools
 import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -35,12 +35,19 @@ logger = logging.getLogger(__name__)
 WARN_EVERY_SECONDS = 10.0  # drops are counted always, warned about this often
 
 
-@dataclasses.dataclass(frozen=True)
-class LogEntry:
-    """One scored request, as queued."""
+SECONDS_PER_DAY = 86_400
 
-    values: dict[str, list[Any]]
-    predictions: Sequence[float]
+
+class LogEntry(NamedTuple):
+    """One scored request, as queued: tuples of plain values only.
+
+    Tuples holding only strings, numbers, datetimes and None are left alone by
+    Python's cyclic garbage collector, so a queue of many entries costs requests
+    nothing; the frame is built on the writer thread.
+    """
+
+    values: tuple[tuple[Any, ...], ...]  # one tuple per input column (dtypes order)
+    predictions: tuple[float, ...]
     identity: tuple[str, int, str | None]  # model name, version, run id
     request_id: str
     scored_at: float  # UTC epoch seconds
@@ -74,6 +81,7 @@ class PredictionLogWriter:
         self.path = Path(path)
         self.prediction_column = prediction_column
         self.dtypes = dict(dtypes)
+        self._columns = tuple(self.dtypes)
         self.queue_rows = queue_rows
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
@@ -115,10 +123,22 @@ class PredictionLogWriter:
         request_id: str,
         scored_at: float | None = None,
     ) -> bool:
-        """Queue one scored request (never blocks); False if its rows were dropped."""
+        """Queue one scored request (never blocks); False if its rows were dropped.
+
+        Args:
+            values: The checked values, one list per input column.
+            predictions: One prediction per row.
+            identity: Model name, version and run id of the model that scored.
+            request_id: The request's id.
+            scored_at: UTC epoch seconds (default: now).
+        """
         rows = len(predictions)
         entry = LogEntry(
-            values, predictions, identity, request_id, scored_at or time.time()
+            tuple([tuple(values[column]) for column in self._columns]),
+            tuple(predictions),
+            identity,
+            request_id,
+            scored_at or time.time(),
         )
         with self._lock:
             if self._closing or self._pending + rows > self.queue_rows:
@@ -127,8 +147,7 @@ class PredictionLogWriter:
             self._entries.append(entry)
             self._pending += rows
             pending = self._pending
-        self.metrics.log_queue_rows.set(pending)
-        if pending >= self.batch_rows:
+        if pending >= self.batch_rows:  # the gauge is set when /metrics is read
             self._wake.set()
         return True
 
@@ -204,10 +223,14 @@ class PredictionLogWriter:
     def _write(self, entries: list[LogEntry]) -> None:
         rows = sum(len(entry.predictions) for entry in entries)
         try:
-            frame = self.frame(entries)
-            days = frame["scored_at"].dt.strftime("%Y-%m-%d")
-            for day, part in frame.groupby(days, sort=True):
-                self._write_file(part.reset_index(drop=True), str(day))
+            by_day: dict[int, list[LogEntry]] = {}  # UTC day number -> its entries
+            for entry in entries:
+                by_day.setdefault(int(entry.scored_at // SECONDS_PER_DAY), []).append(
+                    entry
+                )
+            for number in sorted(by_day):
+                day = dt.datetime.fromtimestamp(number * SECONDS_PER_DAY, dt.UTC)
+                self._write_file(self.frame(by_day[number]), day.strftime("%Y-%m-%d"))
         except Exception as err:
             logger.exception("Prediction log: writing %d row(s) failed", rows)
             with self._lock:
@@ -223,13 +246,14 @@ class PredictionLogWriter:
         for entry in entries:
             groups.setdefault(entry.identity, []).append(entry)
         frames = []
+        chain = itertools.chain.from_iterable
         for (name, version, run_id), group in groups.items():
             inputs = pd.DataFrame(
                 {
                     column: column_array(
-                        dtype, [v for entry in group for v in entry.values[column]]
+                        dtype, list(chain(entry.values[index] for entry in group))
                     )
-                    for column, dtype in self.dtypes.items()
+                    for index, (column, dtype) in enumerate(self.dtypes.items())
                 },
                 copy=False,
             )
@@ -242,12 +266,18 @@ class PredictionLogWriter:
             frames.append(
                 log_frame(
                     inputs,
-                    np.concatenate(
-                        [np.asarray(e.predictions, dtype=np.float64) for e in group]
+                    np.fromiter(
+                        chain(entry.predictions for entry in group),
+                        np.float64,
+                        sum(counts),
                     ),
                     self.prediction_column,
                     {MODEL_NAME: name, MODEL_VERSION: version, RUN_ID: run_id},
-                    list(np.repeat([entry.request_id for entry in group], counts)),
+                    [
+                        entry.request_id
+                        for entry, count in zip(group, counts, strict=True)
+                        for _ in range(count)
+                    ],
                     stamps,
                 )
             )

@@ -202,6 +202,7 @@ class BodyReader:
         self.invocations = invocations
         self.limit = settings.max_body_bytes
         self.timeout = settings.body_timeout_seconds
+        self.deadlines = Deadlines(self.timeout)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """ASGI entry point."""
@@ -221,7 +222,8 @@ class BodyReader:
                 return
         await self.app(scope, receive, send)
 
-    async def _read(self, scope: dict[str, Any], receive: Any) -> bytes:
+    def _length(self, scope: dict[str, Any]) -> int:
+        """The body's declared length (checked against the limit before reading)."""
         headers = dict(scope["headers"])  # lower-case names; a repeat: the last one
         if b"transfer-encoding" in headers:
             raise RequestRejected(
@@ -245,35 +247,44 @@ class BodyReader:
                 rule="content-length",
                 close=True,
             )
-        length, limit = int(raw), self.limit
+        length = int(raw)
+        if length > DRAIN_FACTOR * self.limit:
+            raise _too_large(length, self.limit)  # not read: the connection closes
+        return length
+
+    async def _read(self, scope: dict[str, Any], receive: Any) -> bytes:
+        length, limit = self._length(scope), self.limit
         too_large = length > limit
-        if too_large and length > DRAIN_FACTOR * limit:
-            raise _too_large(length, limit)  # not read: the connection closes
-        body = bytearray()
+        chunks: list[bytes] = []
+        task = self.deadlines.start()
         try:
-            async with asyncio.timeout(self.timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise RequestRejected(
-                            HTTPStatus.BAD_REQUEST,
-                            "the client closed the connection before the body ended",
-                            rule="content-length",
-                            close=True,
-                        )
-                    if not too_large:
-                        body += message.get("body", b"")
-                    if not message.get("more_body", False):
-                        break
-        except TimeoutError:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise RequestRejected(
+                        HTTPStatus.BAD_REQUEST,
+                        "the client closed the connection before the body ended",
+                        rule="content-length",
+                        close=True,
+                    )
+                if not too_large:
+                    chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        except asyncio.CancelledError:
+            if not self.deadlines.expired(task):
+                raise
             raise RequestRejected(
                 HTTPStatus.REQUEST_TIMEOUT,
                 f"the body did not arrive within {self.timeout:g} s",
                 rule="body_timeout",
                 close=True,
             ) from None
+        finally:
+            self.deadlines.stop(task)
         if too_large:  # drained, so the client reads the 413 rather than a reset
             raise _too_large(length, limit)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if len(body) != length:
             raise RequestRejected(
                 HTTPStatus.BAD_REQUEST,
@@ -281,7 +292,58 @@ class BodyReader:
                 rule="content-length",
                 close=True,
             )
-        return bytes(body)
+        return body
+
+
+class Deadlines:
+    """Cancels the tasks that are still reading a body ``timeout`` seconds after start.
+
+    One timer for every request reading its body (not one per request): it runs
+    every ``timeout / 10`` seconds (at most every second) while any read is under
+    way, so a read is cancelled between ``timeout`` and ``1.1 * timeout`` (at most
+    ``timeout + 1`` s) after it began.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.tick = min(1.0, timeout / 10)
+        self._reading: dict[asyncio.Task[Any], float] = {}  # task -> deadline
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> asyncio.Task[Any]:
+        """The current task starts reading; returns it (give it to :meth:`stop`)."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover (ASGI apps run in tasks)
+            raise RuntimeError("a body is read inside a task")
+        loop = task.get_loop()
+        self._reading[task] = loop.time() + self.timeout
+        if self._timer is None:
+            self._timer = loop.call_later(self.tick, self._sweep, loop)
+        return task
+
+    def stop(self, task: asyncio.Task[Any]) -> None:
+        """The task is done reading (the body came, or it was refused)."""
+        self._reading.pop(task, None)
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """True (once) if the task was cancelled here; its cancellation is taken back."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        task.uncancel()
+        return True
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        late = [task for task, deadline in self._reading.items() if deadline <= now]
+        for task in late:
+            del self._reading[task]
+            self._expired.add(task)
+            task.cancel()
+        self._timer = (
+            loop.call_later(self.tick, self._sweep, loop) if self._reading else None
+        )
 
 
 def _after_body(receive: Any) -> Any:

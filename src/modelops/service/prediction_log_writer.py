@@ -39,14 +39,14 @@ SECONDS_PER_DAY = 86_400
 
 
 class LogEntry(NamedTuple):
-    """One scored request, as queued: tuples of plain values only.
+    """One scored request: plain values only (what the queue holds, as a plain tuple).
 
-    Tuples holding only strings, numbers, datetimes and None are left alone by
+    Plain tuples holding only strings, numbers, datetimes and None are left alone by
     Python's cyclic garbage collector, so a queue of many entries costs requests
     nothing; the frame is built on the writer thread.
     """
 
-    values: tuple[tuple[Any, ...], ...]  # one tuple per input column (dtypes order)
+    values: tuple[Any, ...]  # column after column (dtypes order), each `rows` long
     predictions: tuple[float, ...]
     identity: tuple[str, int, str | None]  # model name, version, run id
     request_id: str
@@ -86,7 +86,8 @@ class PredictionLogWriter:
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
         self.metrics = metrics or ServiceMetrics()
-        self._entries: collections.deque[LogEntry] = collections.deque()
+        # LogEntry fields as plain tuples (a NamedTuple stays tracked by the collector)
+        self._entries: collections.deque[tuple[Any, ...]] = collections.deque()
         self._pending = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -133,8 +134,8 @@ class PredictionLogWriter:
             scored_at: UTC epoch seconds (default: now).
         """
         rows = len(predictions)
-        entry = LogEntry(
-            tuple([tuple(values[column]) for column in self._columns]),
+        entry = (
+            tuple(itertools.chain.from_iterable(values[c] for c in self._columns)),
             tuple(predictions),
             identity,
             request_id,
@@ -194,13 +195,12 @@ class PredictionLogWriter:
             self._write_batch(self._take())
 
     def _take(self) -> list[LogEntry]:
-        with self._lock:
-            entries = list(self._entries)
-            self._entries.clear()
+        with self._lock:  # a new deque: requests wait for no copy
+            taken, self._entries = self._entries, collections.deque()
             self._pending = 0
             self._writing += 1
         self.metrics.log_queue_rows.set(0)
-        return entries
+        return [LogEntry(*entry) for entry in taken]
 
     def _run(self) -> None:
         while True:
@@ -248,16 +248,22 @@ class PredictionLogWriter:
         frames = []
         chain = itertools.chain.from_iterable
         for (name, version, run_id), group in groups.items():
+            counts = [len(entry.predictions) for entry in group]
             inputs = pd.DataFrame(
                 {
                     column: column_array(
-                        dtype, list(chain(entry.values[index] for entry in group))
+                        dtype,
+                        list(
+                            chain(
+                                entry.values[index * count : (index + 1) * count]
+                                for entry, count in zip(group, counts, strict=True)
+                            )
+                        ),
                     )
                     for index, (column, dtype) in enumerate(self.dtypes.items())
                 },
                 copy=False,
             )
-            counts = [len(entry.predictions) for entry in group]
             stamps = pd.to_datetime(
                 np.repeat([entry.scored_at for entry in group], counts),
                 unit="s",

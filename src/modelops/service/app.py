@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hmac
 import itertools
 import json
@@ -94,6 +95,9 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     rule: str | None = None
     column: str | None = None
+    # A scored request: (ValidatedBatch, predictions, model identity), recorded (rows
+    # counted, prediction log, warm-up rows) once the answer is sent.
+    scored: tuple[Any, list[float], tuple[str, int, str | None]] | None = None
 
 
 def error_reply(  # noqa: PLR0913
@@ -186,17 +190,20 @@ class BodyReader:
     within ``body_timeout_seconds``. The endpoint finds the body, or the
     :class:`RequestRejected` saying why there is none, under ``scope[BODY_KEY]``.
 
-    ``POST /invocations`` then goes straight to its endpoint (``invocations``, a
-    Starlette request handler), not through Starlette's middleware and router: the
-    scoring path is the hot one, and that endpoint answers its own errors. Every
-    other request goes to ``app``.
+    ``POST /invocations`` then goes straight to its endpoint (``invocations``: a
+    Starlette request in, the response and what records it out), not through
+    Starlette's middleware and router: the scoring path is the hot one, and that
+    endpoint answers its own errors. The request is recorded (metrics, access log,
+    prediction log) once its response is sent, so the client does not wait for
+    that. Every other request goes to ``app``.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         settings: Any,
-        invocations: Callable[[Request], Awaitable[Response]] | None = None,
+        invocations: Callable[[Request], Awaitable[tuple[Response, Callable[[], None]]]]
+        | None = None,
     ) -> None:
         self.app = app
         self.invocations = invocations
@@ -217,8 +224,11 @@ class BodyReader:
                 scope[BODY_KEY] = err
             receive = _after_body(receive)
             if self.invocations is not None:
-                response = await self.invocations(Request(scope, receive))
-                await response(scope, receive, send)
+                response, record = await self.invocations(Request(scope, receive))
+                try:
+                    await response(scope, receive, send)
+                finally:
+                    record()
                 return
         await self.app(scope, receive, send)
 
@@ -384,18 +394,18 @@ class Service:
         )
         self._contract_columns = frozenset(self.validator.columns)
         invocations = self._endpoint("POST", self.invocations)
+        endpoints = {
+            "/invocations": invocations,
+            "/health": self._endpoint("GET", self.health),
+            "/ping": self._endpoint("GET", self.health),
+            "/model": self._endpoint("GET", self.model),
+            "/reload": self._endpoint("POST", self.reload),
+            "/metrics": self._endpoint("GET", self.metrics_text),
+            "/{path:path}": self._endpoint(None, self.not_found),
+        }
         routes = [
-            Route("/invocations", invocations, methods=METHODS),
-            Route("/health", self._endpoint("GET", self.health), methods=METHODS),
-            Route("/ping", self._endpoint("GET", self.health), methods=METHODS),
-            Route("/model", self._endpoint("GET", self.model), methods=METHODS),
-            Route("/reload", self._endpoint("POST", self.reload), methods=METHODS),
-            Route(
-                "/metrics", self._endpoint("GET", self.metrics_text), methods=METHODS
-            ),
-            Route(
-                "/{path:path}", self._endpoint(None, self.not_found), methods=METHODS
-            ),
+            Route(path, self._route(answer), methods=METHODS)
+            for path, answer in endpoints.items()
         ]
         self.app = BodyReader(Starlette(routes=routes), self.settings, invocations)
 
@@ -405,17 +415,20 @@ class Service:
         self,
         method: str | None,
         handler: Callable[[Request, str], Awaitable[Reply | Response]],
-    ) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap a handler: request id, method check, 500s, headers, metrics, access log."""
+    ) -> Callable[[Request], Awaitable[tuple[Response, Callable[[], None]]]]:
+        """Wrap a handler: request id, method check, 500s, headers.
 
-        async def endpoint(request: Request) -> Response:
+        The wrapped handler returns the response and what records it (metrics,
+        access log, prediction log), to be called once the response is sent.
+        """
+
+        async def answer(request: Request) -> tuple[Response, Callable[[], None]]:
             started = time.perf_counter()
             scope = request.scope
             request_id = request.headers.get("x-request-id", "")
             if not _REQUEST_ID.fullmatch(request_id):
                 request_id = new_request_id()
             path = scope["path"]
-            name = path if path in ENDPOINTS else "other"
             if method is not None and scope["method"] != method:
                 reply: Reply | Response = error_reply(
                     HTTPStatus.METHOD_NOT_ALLOWED,
@@ -438,29 +451,64 @@ class Service:
                         close=True,
                     )
             response, version = self._response(reply, request_id)
-            elapsed = time.perf_counter() - started
-            status = str(response.status_code)
-            self.metrics.observe(name, status, elapsed)
-            rows = 0
-            if isinstance(reply, Reply):
-                rows = reply.rows
-                if reply.rule is not None and 400 <= reply.status < 500:  # noqa: PLR2004
-                    column = (
-                        reply.column if reply.column in self._contract_columns else ""
-                    )
-                    self.metrics.rejections.labels(rule=reply.rule, column=column).inc()
-            _access(
-                request_id,
-                scope["method"],
-                path if name != "other" else "-",
-                status,
-                version or "-",
-                rows,
-                elapsed * 1000,
+            record = functools.partial(
+                self._record, scope, reply, response, version, request_id, started
             )
+            return response, record
+
+        return answer
+
+    @staticmethod
+    def _route(
+        answer: Callable[[Request], Awaitable[tuple[Response, Callable[[], None]]]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A Starlette endpoint of a wrapped handler (recorded before it is sent)."""
+
+        async def endpoint(request: Request) -> Response:
+            response, record = await answer(request)
+            record()
             return response
 
         return endpoint
+
+    def _record(  # noqa: PLR0913, PLR0917
+        self,
+        scope: dict[str, Any],
+        reply: Reply | Response,
+        response: Response,
+        version: str | None,
+        request_id: str,
+        started: float,
+    ) -> None:
+        """Count and log one answered request (after it is sent, where possible)."""
+        elapsed = time.perf_counter() - started
+        path = scope["path"]
+        name = path if path in ENDPOINTS else "other"
+        status = str(response.status_code)
+        self.metrics.observe(name, status, elapsed)
+        rows = 0
+        if isinstance(reply, Reply):
+            rows = reply.rows
+            if reply.scored is not None:
+                batch, predictions, identity = reply.scored
+                self.holder.last_batch = batch  # the next version warms up on it
+                self.metrics.rows.inc(batch.rows)
+                if self.log_writer is not None:
+                    self.log_writer.submit(
+                        batch.values, predictions, identity, request_id
+                    )
+            elif reply.rule is not None and 400 <= reply.status < 500:  # noqa: PLR2004
+                column = reply.column if reply.column in self._contract_columns else ""
+                self.metrics.rejections.labels(rule=reply.rule, column=column).inc()
+        _access(
+            request_id,
+            scope["method"],
+            path if name != "other" else "-",
+            status,
+            version or "-",
+            rows,
+            elapsed * 1000,
+        )
 
     def _response(
         self, reply: Reply | Response, request_id: str
@@ -573,13 +621,7 @@ class Service:
                 rule="model",
                 version=current.version_header,
             )
-        self.holder.last_batch = batch
         predictions = predicted.tolist()
-        self.metrics.rows.inc(batch.rows)
-        if self.log_writer is not None:
-            self.log_writer.submit(
-                batch.values, predictions, current.identity, request_id
-            )
         info = current.info
         return Reply(
             HTTPStatus.OK,
@@ -590,6 +632,7 @@ class Service:
             },
             current.version_header,
             rows=batch.rows,
+            scored=(batch, predictions, current.identity),
         )
 
     async def health(self, request: Request, request_id: str) -> Reply:

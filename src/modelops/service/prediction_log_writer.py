@@ -53,6 +53,10 @@ class LogEntry(NamedTuple):
     scored_at: float  # UTC epoch seconds
 
 
+# Positions of LogEntry's fields in the plain tuples the queue holds.
+VALUES, PREDICTIONS, IDENTITY, REQUEST_ID, SCORED_AT = range(5)
+
+
 class PredictionLogWriter:
     """Appends scored requests to parquet files from a background thread.
 
@@ -194,13 +198,13 @@ class PredictionLogWriter:
         if self._entries:  # the thread did not start or did not finish in time
             self._write_batch(self._take())
 
-    def _take(self) -> list[LogEntry]:
+    def _take(self) -> collections.deque[tuple[Any, ...]]:
         with self._lock:  # a new deque: requests wait for no copy
             taken, self._entries = self._entries, collections.deque()
             self._pending = 0
             self._writing += 1
         self.metrics.log_queue_rows.set(0)
-        return [LogEntry(*entry) for entry in taken]
+        return taken
 
     def _run(self) -> None:
         while True:
@@ -211,7 +215,7 @@ class PredictionLogWriter:
             if closing:
                 return
 
-    def _write_batch(self, entries: list[LogEntry]) -> None:
+    def _write_batch(self, entries: Sequence[tuple[Any, ...]]) -> None:
         try:
             if entries:
                 self._write(entries)
@@ -220,14 +224,13 @@ class PredictionLogWriter:
                 self._writing -= 1
                 self._idle.notify_all()
 
-    def _write(self, entries: list[LogEntry]) -> None:
-        rows = sum(len(entry.predictions) for entry in entries)
+    def _write(self, entries: Sequence[tuple[Any, ...]]) -> None:
+        rows = sum(len(entry[PREDICTIONS]) for entry in entries)
         try:
-            by_day: dict[int, list[LogEntry]] = {}  # UTC day number -> its entries
+            by_day: dict[int, list[tuple[Any, ...]]] = {}  # UTC day number -> entries
             for entry in entries:
-                by_day.setdefault(int(entry.scored_at // SECONDS_PER_DAY), []).append(
-                    entry
-                )
+                day_number = int(entry[SCORED_AT] // SECONDS_PER_DAY)
+                by_day.setdefault(day_number, []).append(entry)
             for number in sorted(by_day):
                 day = dt.datetime.fromtimestamp(number * SECONDS_PER_DAY, dt.UTC)
                 self._write_file(self.frame(by_day[number]), day.strftime("%Y-%m-%d"))
@@ -240,32 +243,48 @@ class PredictionLogWriter:
         self.rows_written += rows
         self.metrics.log_rows_written.inc(rows)
 
-    def frame(self, entries: Sequence[LogEntry]) -> pd.DataFrame:
-        """The prediction-log rows of ``entries`` (the schema batch scoring writes)."""
-        groups: dict[tuple[str, int, str | None], list[LogEntry]] = {}
+    def frame(self, entries: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
+        """The prediction-log rows of ``entries`` (:class:`LogEntry` fields, in order).
+
+        The frame has the schema batch scoring writes.
+        """
+        groups: dict[tuple[str, int, str | None], list[tuple[Any, ...]]] = {}
         for entry in entries:
-            groups.setdefault(entry.identity, []).append(entry)
+            groups.setdefault(entry[IDENTITY], []).append(entry)
         frames = []
         chain = itertools.chain.from_iterable
         for (name, version, run_id), group in groups.items():
-            counts = [len(entry.predictions) for entry in group]
+            counts = [len(entry[PREDICTIONS]) for entry in group]
+            if all(count == 1 for count in counts):  # single rows: transpose
+                rows = [entry[VALUES] for entry in group]
+                columns: list[Any] = list(zip(*rows, strict=True))
+                ids = [entry[REQUEST_ID] for entry in group]
+            else:
+                columns = [
+                    list(
+                        chain(
+                            entry[VALUES][index * count : (index + 1) * count]
+                            for entry, count in zip(group, counts, strict=True)
+                        )
+                    )
+                    for index in range(len(self.dtypes))
+                ]
+                ids = [
+                    entry[REQUEST_ID]
+                    for entry, count in zip(group, counts, strict=True)
+                    for _ in range(count)
+                ]
             inputs = pd.DataFrame(
                 {
-                    column: column_array(
-                        dtype,
-                        list(
-                            chain(
-                                entry.values[index * count : (index + 1) * count]
-                                for entry, count in zip(group, counts, strict=True)
-                            )
-                        ),
+                    column: column_array(dtype, list(values))
+                    for (column, dtype), values in zip(
+                        self.dtypes.items(), columns, strict=True
                     )
-                    for index, (column, dtype) in enumerate(self.dtypes.items())
                 },
                 copy=False,
             )
             stamps = pd.to_datetime(
-                np.repeat([entry.scored_at for entry in group], counts),
+                np.repeat([entry[SCORED_AT] for entry in group], counts),
                 unit="s",
                 utc=True,
             )
@@ -273,17 +292,13 @@ class PredictionLogWriter:
                 log_frame(
                     inputs,
                     np.fromiter(
-                        chain(entry.predictions for entry in group),
+                        chain(entry[PREDICTIONS] for entry in group),
                         np.float64,
                         sum(counts),
                     ),
                     self.prediction_column,
                     {MODEL_NAME: name, MODEL_VERSION: version, RUN_ID: run_id},
-                    [
-                        entry.request_id
-                        for entry, count in zip(group, counts, strict=True)
-                        for _ in range(count)
-                    ],
+                    ids,
                     stamps,
                 )
             )

@@ -6,7 +6,8 @@ import collections
 import logging
 import sys
 import threading
-from typing import TextIO
+import time
+from typing import Any, TextIO
 
 ACCESS_FORMAT = "%(asctime)s access %(message)s"
 
@@ -14,10 +15,12 @@ ACCESS_FORMAT = "%(asctime)s access %(message)s"
 class BatchedStreamHandler(logging.Handler):
     """Writes records to a stream from a background thread, a batch at a time.
 
-    ``emit`` (on the request path) only appends the record to a deque: no formatting,
-    no thread wake-up, no system call per request. Every ``interval`` seconds the
+    ``emit`` only appends the record to a deque: no formatting, no thread wake-up,
+    no system call per request. :meth:`queue` takes a line before it is even a
+    record (its time, message and arguments): the request path then makes no
+    ``LogRecord`` at all, the writer thread does. Every ``interval`` seconds the
     thread formats what waits and writes it with one ``write``; :meth:`close` writes
-    the rest. At most ``max_pending`` records wait; beyond, records are dropped,
+    the rest. At most ``max_pending`` lines wait; beyond, lines are dropped,
     counted, and the next batch says how many (never silently).
 
     Args:
@@ -38,7 +41,8 @@ class BatchedStreamHandler(logging.Handler):
         self.interval = interval
         self.max_pending = max_pending
         self.dropped = 0  # records dropped since start
-        self._pending: collections.deque[logging.LogRecord] = collections.deque()
+        # LogRecords, or (time, logger name, message, args) of queued lines
+        self._pending: collections.deque[Any] = collections.deque()
         self._unreported = 0
         self._drop_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -50,9 +54,33 @@ class BatchedStreamHandler(logging.Handler):
         if len(self._pending) < self.max_pending:
             self._pending.append(record)  # deque.append is atomic
             return
+        self._drop()
+
+    def queue(self, message: str, args: tuple[Any, ...]) -> None:
+        """Queue an INFO line of this handler's logger: ``message % args``, now."""
+        if len(self._pending) < self.max_pending:
+            self._pending.append((time.time(), message, args))
+            return
+        self._drop()
+
+    def _drop(self) -> None:
         with self._drop_lock:
             self.dropped += 1
             self._unreported += 1
+
+    def _record(self, line: tuple[float, str, tuple[Any, ...]]) -> logging.LogRecord:
+        created, message, args = line
+        return logging.makeLogRecord(
+            {
+                "name": self.name or "access",
+                "levelno": logging.INFO,
+                "levelname": "INFO",
+                "msg": message,
+                "args": args,
+                "created": created,
+                "msecs": int((created - int(created)) * 1000) + 0.0,
+            }
+        )
 
     def start(self) -> BatchedStreamHandler:
         """Start the writer thread (idempotent)."""
@@ -75,6 +103,8 @@ class BatchedStreamHandler(logging.Handler):
             lines = []
             while pending:
                 record = pending.popleft()
+                if type(record) is tuple:
+                    record = self._record(record)
                 try:
                     lines.append(self.format(record))
                 except Exception:  # logging's convention: report, go on
@@ -110,6 +140,7 @@ def batched_access_log(
 ) -> BatchedStreamHandler:
     """Send ``logger``'s INFO lines to ``stream`` (stderr) through a started handler."""
     handler = BatchedStreamHandler(stream, interval=interval)
+    handler.set_name(logger.name)
     handler.setFormatter(logging.Formatter(ACCESS_FORMAT))
     logger.handlers = [handler]
     logger.setLevel(logging.INFO)

@@ -73,12 +73,16 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
-def _access(*args: Any) -> None:
-    """One access-log line (``ACCESS_LINE``), formatted only by the log's handlers."""
+def log_access(message: str, args: tuple[Any, ...]) -> None:
+    """One access-log line through ``logging`` now (formatted by the log's handlers).
+
+    The default of :attr:`Service.access`; ``kedro serve`` queues the line for a
+    writer thread instead (:meth:`modelops.service.access_log.BatchedStreamHandler.queue`).
+    """
     if access_logger.isEnabledFor(logging.INFO):  # no caller lookup per request
         access_logger.handle(
             access_logger.makeRecord(
-                access_logger.name, logging.INFO, __file__, 0, ACCESS_LINE, args, None
+                access_logger.name, logging.INFO, __file__, 0, message, args, None
             )
         )
 
@@ -388,6 +392,8 @@ class Service:
         self.validator: RequestValidator = holder.validator
         self.metrics = metrics or holder.metrics
         self.log_writer = log_writer
+        # Records one access line (message, args); serve() swaps in a queue.
+        self.access: Callable[[str, tuple[Any, ...]], None] = log_access
         self.model_pool = model_pool or ThreadPoolExecutor(
             max_workers=self.settings.model_threads,
             thread_name_prefix="modelops-model",
@@ -485,14 +491,14 @@ class Service:
         path = scope["path"]
         name = path if path in ENDPOINTS else "other"
         status = str(response.status_code)
-        self.metrics.observe(name, status, elapsed)
+        self.metrics.requests.observe(name, status, elapsed)
         rows = 0
         if isinstance(reply, Reply):
             rows = reply.rows
             if reply.scored is not None:
                 batch, predictions, identity = reply.scored
                 self.holder.last_batch = batch  # the next version warms up on it
-                self.metrics.rows.inc(batch.rows)
+                self.metrics.scored(batch.rows)
                 if self.log_writer is not None:
                     self.log_writer.submit(
                         batch.values, predictions, identity, request_id
@@ -500,14 +506,17 @@ class Service:
             elif reply.rule is not None and 400 <= reply.status < 500:  # noqa: PLR2004
                 column = reply.column if reply.column in self._contract_columns else ""
                 self.metrics.rejections.labels(rule=reply.rule, column=column).inc()
-        _access(
-            request_id,
-            scope["method"],
-            path if name != "other" else "-",
-            status,
-            version or "-",
-            rows,
-            elapsed * 1000,
+        self.access(
+            ACCESS_LINE,
+            (
+                request_id,
+                scope["method"],
+                path if name != "other" else "-",
+                status,
+                version or "-",
+                rows,
+                elapsed * 1000,
+            ),
         )
 
     def _response(

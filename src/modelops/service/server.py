@@ -231,6 +231,7 @@ def serve(
     server = uvicorn.Server(uvicorn_config(service))
     # Access lines: queued per request, written to stderr in batches by a thread.
     access_log = batched_access_log(access_logger)
+    service.access = access_log.queue
     failure: list[ServingError] = []
 
     def load_then_poll() -> None:

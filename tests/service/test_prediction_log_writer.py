@@ -136,3 +136,29 @@ def test_rows_scored_across_a_swap_name_the_version_that_scored_them(
     logged = pd.concat(pd.read_parquet(p) for p in tmp_path.rglob("*.parquet"))
     mine = logged[logged["model_version"] == version]
     assert mine["prediction"].tolist() == [float(version)] * version
+
+
+def test_single_row_and_multi_row_requests_give_the_same_rows(contract, rows, tmp_path):
+    def submit_all(log, batches):
+        for number, batch in enumerate(batches):
+            values = {c: batch[c].tolist() for c in contract.column_names}
+            values["timestamp"] = [t.to_pydatetime() for t in batch["timestamp"]]
+            predictions = [float(i) for i in batch.index]
+            log.submit(values, predictions, (MODEL_NAME, 4, "r4"), f"req-{number}")
+
+    head = rows.head(4)
+    single, multi = writer(tmp_path / "a", contract), writer(tmp_path / "b", contract)
+    submit_all(single, [head.iloc[[i]] for i in range(4)])  # one row per request
+    submit_all(multi, [head.iloc[:1], head.iloc[1:4]])
+    one_each = single.frame(single._take())
+    mixed = multi.frame(multi._take())
+    columns = contract.column_names
+    expected = head.reset_index(drop=True)
+    pd.testing.assert_frame_equal(one_each[columns], expected, check_dtype=False)
+    pd.testing.assert_frame_equal(mixed[columns], expected, check_dtype=False)
+    assert one_each["prediction"].tolist() == mixed["prediction"].tolist() == [
+        0.0, 1.0, 2.0, 3.0
+    ]  # fmt: skip
+    assert one_each["request_id"].tolist() == ["req-0", "req-1", "req-2", "req-3"]
+    assert mixed["request_id"].tolist() == ["req-0", "req-1", "req-1", "req-1"]
+    assert list(one_each.dtypes) == list(mixed.dtypes)

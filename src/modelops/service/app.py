@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hmac
+import itertools
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -53,6 +56,35 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 ENDPOINTS = ("/invocations", "/health", "/ping", "/model", "/reload", "/metrics")
 # Every route takes these methods: a wrong one gets a JSON 405 naming the right one.
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+ACCESS_LINE = (
+    "request_id=%s method=%s path=%s status=%s version=%s rows=%d latency_ms=%.2f"
+)
+# orjson reads integers beyond 64 bits as floats; a body with a run of this many
+# digits is parsed by the standard library, which keeps them exact.
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+# Request ids made here: a random prefix per process and a counter (32 hex digits,
+# unique, no system call per request).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A request id for a request that brought none (or an unusable one)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+def log_access(message: str, args: tuple[Any, ...]) -> None:
+    """One access-log line through ``logging`` now (formatted by the log's handlers).
+
+    The default of :attr:`Service.access`; ``kedro serve`` queues the line for a
+    writer thread instead (:meth:`modelops.service.access_log.BatchedStreamHandler.queue`).
+    """
+    if access_logger.isEnabledFor(logging.INFO):  # no caller lookup per request
+        access_logger.handle(
+            access_logger.makeRecord(
+                access_logger.name, logging.INFO, __file__, 0, message, args, None
+            )
+        )
 
 
 @dataclasses.dataclass
@@ -67,6 +99,9 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     rule: str | None = None
     column: str | None = None
+    # A scored request: (ValidatedBatch, predictions, model identity), recorded (rows
+    # counted, prediction log, warm-up rows) once the answer is sent.
+    scored: tuple[Any, list[float], tuple[str, int, str | None]] | None = None
 
 
 def error_reply(  # noqa: PLR0913
@@ -116,9 +151,19 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json(body: bytes) -> Any:
-    """The parsed body, or RequestRejected (400) saying where the JSON is broken."""
+    """The parsed body, or RequestRejected (400) saying where the JSON is broken.
+
+    orjson parses what it can read exactly; anything else (a broken body, NaN, a
+    lone surrogate, integers beyond 64 bits) goes to the standard library, whose
+    reading and messages decide.
+    """
     if not body:
         raise RequestRejected(HTTPStatus.BAD_REQUEST, "the body is empty", rule="json")
+    if _LONG_NUMBER.search(body) is None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
@@ -146,14 +191,29 @@ class BodyReader:
     A request waiting for its body holds only this small coroutine (not Starlette's
     middleware and routing frames), so thousands of slow clients cost little memory;
     the body must come with a Content-Length of at most ``max_body_bytes`` and arrive
-    within ``body_timeout_seconds``. The app finds the body, or the
+    within ``body_timeout_seconds``. The endpoint finds the body, or the
     :class:`RequestRejected` saying why there is none, under ``scope[BODY_KEY]``.
+
+    ``POST /invocations`` then goes straight to its endpoint (``invocations``: a
+    Starlette request in, the response and what records it out), not through
+    Starlette's middleware and router: the scoring path is the hot one, and that
+    endpoint answers its own errors. The request is recorded (metrics, access log,
+    prediction log) once its response is sent, so the client does not wait for
+    that. Every other request goes to ``app``.
     """
 
-    def __init__(self, app: ASGIApp, settings: Any) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Any,
+        invocations: Callable[[Request], Awaitable[tuple[Response, Callable[[], None]]]]
+        | None = None,
+    ) -> None:
         self.app = app
+        self.invocations = invocations
         self.limit = settings.max_body_bytes
         self.timeout = settings.body_timeout_seconds
+        self.deadlines = Deadlines(self.timeout)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """ASGI entry point."""
@@ -167,9 +227,17 @@ class BodyReader:
             except RequestRejected as err:
                 scope[BODY_KEY] = err
             receive = _after_body(receive)
+            if self.invocations is not None:
+                response, record = await self.invocations(Request(scope, receive))
+                try:
+                    await response(scope, receive, send)
+                finally:
+                    record()
+                return
         await self.app(scope, receive, send)
 
-    async def _read(self, scope: dict[str, Any], receive: Any) -> bytes:
+    def _length(self, scope: dict[str, Any]) -> int:
+        """The body's declared length (checked against the limit before reading)."""
         headers = dict(scope["headers"])  # lower-case names; a repeat: the last one
         if b"transfer-encoding" in headers:
             raise RequestRejected(
@@ -193,35 +261,44 @@ class BodyReader:
                 rule="content-length",
                 close=True,
             )
-        length, limit = int(raw), self.limit
+        length = int(raw)
+        if length > DRAIN_FACTOR * self.limit:
+            raise _too_large(length, self.limit)  # not read: the connection closes
+        return length
+
+    async def _read(self, scope: dict[str, Any], receive: Any) -> bytes:
+        length, limit = self._length(scope), self.limit
         too_large = length > limit
-        if too_large and length > DRAIN_FACTOR * limit:
-            raise _too_large(length, limit)  # not read: the connection closes
-        body = bytearray()
+        chunks: list[bytes] = []
+        task = self.deadlines.start()
         try:
-            async with asyncio.timeout(self.timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise RequestRejected(
-                            HTTPStatus.BAD_REQUEST,
-                            "the client closed the connection before the body ended",
-                            rule="content-length",
-                            close=True,
-                        )
-                    if not too_large:
-                        body += message.get("body", b"")
-                    if not message.get("more_body", False):
-                        break
-        except TimeoutError:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise RequestRejected(
+                        HTTPStatus.BAD_REQUEST,
+                        "the client closed the connection before the body ended",
+                        rule="content-length",
+                        close=True,
+                    )
+                if not too_large:
+                    chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        except asyncio.CancelledError:
+            if not self.deadlines.expired(task):
+                raise
             raise RequestRejected(
                 HTTPStatus.REQUEST_TIMEOUT,
                 f"the body did not arrive within {self.timeout:g} s",
                 rule="body_timeout",
                 close=True,
             ) from None
+        finally:
+            self.deadlines.stop(task)
         if too_large:  # drained, so the client reads the 413 rather than a reset
             raise _too_large(length, limit)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if len(body) != length:
             raise RequestRejected(
                 HTTPStatus.BAD_REQUEST,
@@ -229,7 +306,58 @@ class BodyReader:
                 rule="content-length",
                 close=True,
             )
-        return bytes(body)
+        return body
+
+
+class Deadlines:
+    """Cancels the tasks that are still reading a body ``timeout`` seconds after start.
+
+    One timer for every request reading its body (not one per request): it runs
+    every ``timeout / 10`` seconds (at most every second) while any read is under
+    way, so a read is cancelled between ``timeout`` and ``1.1 * timeout`` (at most
+    ``timeout + 1`` s) after it began.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.tick = min(1.0, timeout / 10)
+        self._reading: dict[asyncio.Task[Any], float] = {}  # task -> deadline
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> asyncio.Task[Any]:
+        """The current task starts reading; returns it (give it to :meth:`stop`)."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover (ASGI apps run in tasks)
+            raise RuntimeError("a body is read inside a task")
+        loop = task.get_loop()
+        self._reading[task] = loop.time() + self.timeout
+        if self._timer is None:
+            self._timer = loop.call_later(self.tick, self._sweep, loop)
+        return task
+
+    def stop(self, task: asyncio.Task[Any]) -> None:
+        """The task is done reading (the body came, or it was refused)."""
+        self._reading.pop(task, None)
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """True (once) if the task was cancelled here; its cancellation is taken back."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        task.uncancel()
+        return True
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        late = [task for task, deadline in self._reading.items() if deadline <= now]
+        for task in late:
+            del self._reading[task]
+            self._expired.add(task)
+            task.cancel()
+        self._timer = (
+            loop.call_later(self.tick, self._sweep, loop) if self._reading else None
+        )
 
 
 def _after_body(receive: Any) -> Any:
@@ -264,29 +392,28 @@ class Service:
         self.validator: RequestValidator = holder.validator
         self.metrics = metrics or holder.metrics
         self.log_writer = log_writer
+        # Records one access line (message, args); serve() swaps in a queue.
+        self.access: Callable[[str, tuple[Any, ...]], None] = log_access
         self.model_pool = model_pool or ThreadPoolExecutor(
             max_workers=self.settings.model_threads,
             thread_name_prefix="modelops-model",
         )
         self._contract_columns = frozenset(self.validator.columns)
+        invocations = self._endpoint("POST", self.invocations)
+        endpoints = {
+            "/invocations": invocations,
+            "/health": self._endpoint("GET", self.health),
+            "/ping": self._endpoint("GET", self.health),
+            "/model": self._endpoint("GET", self.model),
+            "/reload": self._endpoint("POST", self.reload),
+            "/metrics": self._endpoint("GET", self.metrics_text),
+            "/{path:path}": self._endpoint(None, self.not_found),
+        }
         routes = [
-            Route(
-                "/invocations",
-                self._endpoint("POST", self.invocations),
-                methods=METHODS,
-            ),
-            Route("/health", self._endpoint("GET", self.health), methods=METHODS),
-            Route("/ping", self._endpoint("GET", self.health), methods=METHODS),
-            Route("/model", self._endpoint("GET", self.model), methods=METHODS),
-            Route("/reload", self._endpoint("POST", self.reload), methods=METHODS),
-            Route(
-                "/metrics", self._endpoint("GET", self.metrics_text), methods=METHODS
-            ),
-            Route(
-                "/{path:path}", self._endpoint(None, self.not_found), methods=METHODS
-            ),
+            Route(path, self._route(answer), methods=METHODS)
+            for path, answer in endpoints.items()
         ]
-        self.app = BodyReader(Starlette(routes=routes), self.settings)
+        self.app = BodyReader(Starlette(routes=routes), self.settings, invocations)
 
     # -- plumbing --
 
@@ -294,17 +421,21 @@ class Service:
         self,
         method: str | None,
         handler: Callable[[Request, str], Awaitable[Reply | Response]],
-    ) -> Callable[[Request], Awaitable[Response]]:
-        """Wrap a handler: request id, method check, 500s, headers, metrics, access log."""
+    ) -> Callable[[Request], Awaitable[tuple[Response, Callable[[], None]]]]:
+        """Wrap a handler: request id, method check, 500s, headers.
 
-        async def endpoint(request: Request) -> Response:
+        The wrapped handler returns the response and what records it (metrics,
+        access log, prediction log), to be called once the response is sent.
+        """
+
+        async def answer(request: Request) -> tuple[Response, Callable[[], None]]:
             started = time.perf_counter()
+            scope = request.scope
             request_id = request.headers.get("x-request-id", "")
             if not _REQUEST_ID.fullmatch(request_id):
-                request_id = uuid.uuid4().hex
-            path = request.scope["path"]
-            name = path if path in ENDPOINTS else "other"
-            if method is not None and request.method != method:
+                request_id = new_request_id()
+            path = scope["path"]
+            if method is not None and scope["method"] != method:
                 reply: Reply | Response = error_reply(
                     HTTPStatus.METHOD_NOT_ALLOWED,
                     f"use {method} for {path}",
@@ -325,41 +456,80 @@ class Service:
                         request_id,
                         close=True,
                     )
-            response = self._response(reply, request_id)
-            elapsed = time.perf_counter() - started
-            status = str(response.status_code)
-            self.metrics.observe(name, status, elapsed)
-            rows = 0
-            version = response.headers.get("x-model-version", "-")
-            if isinstance(reply, Reply):
-                rows = reply.rows
-                if reply.rule is not None and 400 <= reply.status < 500:  # noqa: PLR2004
-                    column = (
-                        reply.column if reply.column in self._contract_columns else ""
-                    )
-                    self.metrics.rejections.labels(rule=reply.rule, column=column).inc()
-            access_logger.info(
-                "request_id=%s method=%s path=%s status=%s version=%s rows=%d "
-                "latency_ms=%.2f",
-                request_id,
-                request.method,
-                path if name != "other" else "-",
-                status,
-                version,
-                rows,
-                elapsed * 1000,
+            response, version = self._response(reply, request_id)
+            record = functools.partial(
+                self._record, scope, reply, response, version, request_id, started
             )
+            return response, record
+
+        return answer
+
+    @staticmethod
+    def _route(
+        answer: Callable[[Request], Awaitable[tuple[Response, Callable[[], None]]]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A Starlette endpoint of a wrapped handler (recorded before it is sent)."""
+
+        async def endpoint(request: Request) -> Response:
+            response, record = await answer(request)
+            record()
             return response
 
         return endpoint
 
-    def _response(self, reply: Reply | Response, request_id: str) -> Response:
+    def _record(  # noqa: PLR0913, PLR0917
+        self,
+        scope: dict[str, Any],
+        reply: Reply | Response,
+        response: Response,
+        version: str | None,
+        request_id: str,
+        started: float,
+    ) -> None:
+        """Count and log one answered request (after it is sent, where possible)."""
+        elapsed = time.perf_counter() - started
+        path = scope["path"]
+        name = path if path in ENDPOINTS else "other"
+        status = str(response.status_code)
+        self.metrics.requests.observe(name, status, elapsed)
+        rows = 0
+        if isinstance(reply, Reply):
+            rows = reply.rows
+            if reply.scored is not None:
+                batch, predictions, identity = reply.scored
+                self.holder.last_batch = batch  # the next version warms up on it
+                self.metrics.scored(batch.rows)
+                if self.log_writer is not None:
+                    self.log_writer.submit(
+                        batch.values, predictions, identity, request_id
+                    )
+            elif reply.rule is not None and 400 <= reply.status < 500:  # noqa: PLR2004
+                column = reply.column if reply.column in self._contract_columns else ""
+                self.metrics.rejections.labels(rule=reply.rule, column=column).inc()
+        self.access(
+            ACCESS_LINE,
+            (
+                request_id,
+                scope["method"],
+                path if name != "other" else "-",
+                status,
+                version or "-",
+                rows,
+                elapsed * 1000,
+            ),
+        )
+
+    def _response(
+        self, reply: Reply | Response, request_id: str
+    ) -> tuple[Response, str | None]:
+        """The HTTP response of ``reply`` and the model version it names."""
         current = self.holder.current
         if isinstance(reply, Response):
             reply.headers["X-Request-Id"] = request_id
-            if current is not None:
-                reply.headers["X-Model-Version"] = current.version_header
-            return reply
+            if current is None:
+                return reply, None
+            reply.headers["X-Model-Version"] = current.version_header
+            return reply, current.version_header
         version = reply.version
         if version is None and current is not None:
             version = current.version_header
@@ -372,11 +542,11 @@ class Service:
         if reply.close:
             headers["Connection"] = "close"
         return Response(
-            json.dumps(reply.body, separators=(",", ":")).encode(),
+            orjson.dumps(reply.body),
             status_code=reply.status,
             headers=headers,
             media_type=JSON_TYPE,
-        )
+        ), version
 
     def _authorized(self, request: Request) -> bool:
         token = self.config.token
@@ -460,13 +630,7 @@ class Service:
                 rule="model",
                 version=current.version_header,
             )
-        self.holder.last_batch = batch
         predictions = predicted.tolist()
-        self.metrics.rows.inc(batch.rows)
-        if self.log_writer is not None:
-            self.log_writer.submit(
-                batch.values, predictions, current.identity, request_id
-            )
         info = current.info
         return Reply(
             HTTPStatus.OK,
@@ -477,6 +641,7 @@ class Service:
             },
             current.version_header,
             rows=batch.rows,
+            scored=(batch, predictions, current.identity),
         )
 
     async def health(self, request: Request, request_id: str) -> Reply:

@@ -14,15 +14,15 @@ logged as a warning; nothing is dropped silently. :meth:`close` writes what is l
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime as dt
+import itertools
 import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -35,15 +35,26 @@ logger = logging.getLogger(__name__)
 WARN_EVERY_SECONDS = 10.0  # drops are counted always, warned about this often
 
 
-@dataclasses.dataclass(frozen=True)
-class LogEntry:
-    """One scored request, as queued."""
+SECONDS_PER_DAY = 86_400
 
-    values: dict[str, list[Any]]
-    predictions: Sequence[float]
+
+class LogEntry(NamedTuple):
+    """One scored request: plain values only (what the queue holds, as a plain tuple).
+
+    Plain tuples holding only strings, numbers, datetimes and None are left alone by
+    Python's cyclic garbage collector, so a queue of many entries costs requests
+    nothing; the frame is built on the writer thread.
+    """
+
+    values: tuple[Any, ...]  # column after column (dtypes order), each `rows` long
+    predictions: tuple[float, ...]
     identity: tuple[str, int, str | None]  # model name, version, run id
     request_id: str
     scored_at: float  # UTC epoch seconds
+
+
+# Positions of LogEntry's fields in the plain tuples the queue holds.
+VALUES, PREDICTIONS, IDENTITY, REQUEST_ID, SCORED_AT = range(5)
 
 
 class PredictionLogWriter:
@@ -74,11 +85,13 @@ class PredictionLogWriter:
         self.path = Path(path)
         self.prediction_column = prediction_column
         self.dtypes = dict(dtypes)
+        self._columns = tuple(self.dtypes)
         self.queue_rows = queue_rows
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
         self.metrics = metrics or ServiceMetrics()
-        self._entries: collections.deque[LogEntry] = collections.deque()
+        # LogEntry fields as plain tuples (a NamedTuple stays tracked by the collector)
+        self._entries: collections.deque[tuple[Any, ...]] = collections.deque()
         self._pending = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -115,10 +128,22 @@ class PredictionLogWriter:
         request_id: str,
         scored_at: float | None = None,
     ) -> bool:
-        """Queue one scored request (never blocks); False if its rows were dropped."""
+        """Queue one scored request (never blocks); False if its rows were dropped.
+
+        Args:
+            values: The checked values, one list per input column.
+            predictions: One prediction per row.
+            identity: Model name, version and run id of the model that scored.
+            request_id: The request's id.
+            scored_at: UTC epoch seconds (default: now).
+        """
         rows = len(predictions)
-        entry = LogEntry(
-            values, predictions, identity, request_id, scored_at or time.time()
+        entry = (
+            tuple(itertools.chain.from_iterable(values[c] for c in self._columns)),
+            tuple(predictions),
+            identity,
+            request_id,
+            scored_at or time.time(),
         )
         with self._lock:
             if self._closing or self._pending + rows > self.queue_rows:
@@ -127,8 +152,7 @@ class PredictionLogWriter:
             self._entries.append(entry)
             self._pending += rows
             pending = self._pending
-        self.metrics.log_queue_rows.set(pending)
-        if pending >= self.batch_rows:
+        if pending >= self.batch_rows:  # the gauge is set when /metrics is read
             self._wake.set()
         return True
 
@@ -174,14 +198,13 @@ class PredictionLogWriter:
         if self._entries:  # the thread did not start or did not finish in time
             self._write_batch(self._take())
 
-    def _take(self) -> list[LogEntry]:
-        with self._lock:
-            entries = list(self._entries)
-            self._entries.clear()
+    def _take(self) -> collections.deque[tuple[Any, ...]]:
+        with self._lock:  # a new deque: requests wait for no copy
+            taken, self._entries = self._entries, collections.deque()
             self._pending = 0
             self._writing += 1
         self.metrics.log_queue_rows.set(0)
-        return entries
+        return taken
 
     def _run(self) -> None:
         while True:
@@ -192,7 +215,7 @@ class PredictionLogWriter:
             if closing:
                 return
 
-    def _write_batch(self, entries: list[LogEntry]) -> None:
+    def _write_batch(self, entries: Sequence[tuple[Any, ...]]) -> None:
         try:
             if entries:
                 self._write(entries)
@@ -201,13 +224,16 @@ class PredictionLogWriter:
                 self._writing -= 1
                 self._idle.notify_all()
 
-    def _write(self, entries: list[LogEntry]) -> None:
-        rows = sum(len(entry.predictions) for entry in entries)
+    def _write(self, entries: Sequence[tuple[Any, ...]]) -> None:
+        rows = sum(len(entry[PREDICTIONS]) for entry in entries)
         try:
-            frame = self.frame(entries)
-            days = frame["scored_at"].dt.strftime("%Y-%m-%d")
-            for day, part in frame.groupby(days, sort=True):
-                self._write_file(part.reset_index(drop=True), str(day))
+            by_day: dict[int, list[tuple[Any, ...]]] = {}  # UTC day number -> entries
+            for entry in entries:
+                day_number = int(entry[SCORED_AT] // SECONDS_PER_DAY)
+                by_day.setdefault(day_number, []).append(entry)
+            for number in sorted(by_day):
+                day = dt.datetime.fromtimestamp(number * SECONDS_PER_DAY, dt.UTC)
+                self._write_file(self.frame(by_day[number]), day.strftime("%Y-%m-%d"))
         except Exception as err:
             logger.exception("Prediction log: writing %d row(s) failed", rows)
             with self._lock:
@@ -217,37 +243,62 @@ class PredictionLogWriter:
         self.rows_written += rows
         self.metrics.log_rows_written.inc(rows)
 
-    def frame(self, entries: Sequence[LogEntry]) -> pd.DataFrame:
-        """The prediction-log rows of ``entries`` (the schema batch scoring writes)."""
-        groups: dict[tuple[str, int, str | None], list[LogEntry]] = {}
+    def frame(self, entries: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
+        """The prediction-log rows of ``entries`` (:class:`LogEntry` fields, in order).
+
+        The frame has the schema batch scoring writes.
+        """
+        groups: dict[tuple[str, int, str | None], list[tuple[Any, ...]]] = {}
         for entry in entries:
-            groups.setdefault(entry.identity, []).append(entry)
+            groups.setdefault(entry[IDENTITY], []).append(entry)
         frames = []
+        chain = itertools.chain.from_iterable
         for (name, version, run_id), group in groups.items():
+            counts = [len(entry[PREDICTIONS]) for entry in group]
+            if all(count == 1 for count in counts):  # single rows: transpose
+                rows = [entry[VALUES] for entry in group]
+                columns: list[Any] = list(zip(*rows, strict=True))
+                ids = [entry[REQUEST_ID] for entry in group]
+            else:
+                columns = [
+                    list(
+                        chain(
+                            entry[VALUES][index * count : (index + 1) * count]
+                            for entry, count in zip(group, counts, strict=True)
+                        )
+                    )
+                    for index in range(len(self.dtypes))
+                ]
+                ids = [
+                    entry[REQUEST_ID]
+                    for entry, count in zip(group, counts, strict=True)
+                    for _ in range(count)
+                ]
             inputs = pd.DataFrame(
                 {
-                    column: column_array(
-                        dtype, [v for entry in group for v in entry.values[column]]
+                    column: column_array(dtype, list(values))
+                    for (column, dtype), values in zip(
+                        self.dtypes.items(), columns, strict=True
                     )
-                    for column, dtype in self.dtypes.items()
                 },
                 copy=False,
             )
-            counts = [len(entry.predictions) for entry in group]
             stamps = pd.to_datetime(
-                np.repeat([entry.scored_at for entry in group], counts),
+                np.repeat([entry[SCORED_AT] for entry in group], counts),
                 unit="s",
                 utc=True,
             )
             frames.append(
                 log_frame(
                     inputs,
-                    np.concatenate(
-                        [np.asarray(e.predictions, dtype=np.float64) for e in group]
+                    np.fromiter(
+                        chain(entry[PREDICTIONS] for entry in group),
+                        np.float64,
+                        sum(counts),
                     ),
                     self.prediction_column,
                     {MODEL_NAME: name, MODEL_VERSION: version, RUN_ID: run_id},
-                    list(np.repeat([entry.request_id for entry in group], counts)),
+                    ids,
                     stamps,
                 )
             )

@@ -193,7 +193,7 @@ def registry_facts(
     uri = str(client.tracking_uri)
     cutoff = now - dt.timedelta(days=retention_days)
     try:
-        client.get_registered_model(model_name)
+        model = client.get_registered_model(model_name)
     except MlflowException as err:
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise RegistryError(
@@ -208,7 +208,7 @@ def registry_facts(
     except Exception as err:
         raise _unreachable(uri, err) from err
     try:
-        return _facts(client, model_name, cutoff)
+        return _facts(client, model_name, dict(model.aliases or {}), cutoff)
     except MlflowException as err:
         raise _unreachable(uri, err) from err
 
@@ -222,8 +222,16 @@ def _unreachable(uri: str, err: BaseException) -> RegistryError:
     )
 
 
-def _facts(client: MlflowClient, model_name: str, cutoff: dt.datetime) -> RegistryFacts:
+def _facts(
+    client: MlflowClient,
+    model_name: str,
+    aliases: Mapping[str, Any],
+    cutoff: dt.datetime,
+) -> RegistryFacts:
     facts = RegistryFacts()
+    aliased: dict[str, list[str]] = {}
+    for alias, number in aliases.items():
+        aliased.setdefault(str(number), []).append(str(alias))
     quoted = model_name.replace("'", "''")
     versions = {
         str(version.version): version
@@ -232,8 +240,8 @@ def _facts(client: MlflowClient, model_name: str, cutoff: dt.datetime) -> Regist
     moves = registry.alias_history(client, model_name)
     for number, version in sorted(versions.items(), key=lambda item: int(item[0])):
         reasons = []
-        if version.aliases:
-            reasons.append(f"alias {', '.join(sorted(version.aliases))}")
+        if number in aliased:
+            reasons.append(f"alias {', '.join(sorted(aliased[number]))}")
         created = version.creation_timestamp
         if created is not None and created >= _ms(cutoff):
             reasons.append(f"registered {_at(created)}")
@@ -248,7 +256,8 @@ def _facts(client: MlflowClient, model_name: str, cutoff: dt.datetime) -> Regist
             continue
         why = f"version {number} ({'; '.join(reasons)})"
         facts.kept_versions[number] = why
-        named = facts.keep_run_tags(version.tags, f"lineage of {why}")
+        tags = client.get_model_version(model_name, number).tags  # search omits some
+        named = facts.keep_run_tags({**version.tags, **tags}, f"lineage of {why}")
         run_ids = {version.run_id} | {
             move.run_id for move in moves if move.to_version == number
         }

@@ -831,6 +831,7 @@ def run_cleanup(
     env: str,
     *,
     apply: bool = False,
+    facts: RegistryFacts | None = None,
     client: MlflowClient | None = None,
     now: dt.datetime | None = None,
 ) -> CleanupPlan:
@@ -840,7 +841,7 @@ def run_cleanup(
     with everything not yet removed in place, and running it again finishes it.
     """
     project_path = Path(project_path).resolve()
-    plan, policy = plan_cleanup(project_path, env, client=client, now=now)
+    plan, policy = plan_cleanup(project_path, env, facts=facts, client=client, now=now)
     for decision in plan.to_remove:
         logger.info(
             "%s %s (%s, %d bytes): %s",

@@ -414,3 +414,14 @@ def test_the_command_lists_as_json_from_a_subfolder_and_removes_nothing(
     assert "Dry run: nothing removed; add --apply." in text.stdout
     missing = CliRunner().invoke(cli, ["cleanup"])
     assert missing.exit_code == 2 and "Missing option '--env'" in missing.output
+
+
+def test_a_path_another_cleanup_removed_meanwhile_is_skipped(project, monkeypatch):
+    plan, policy = plan_cleanup(project, ENV, facts=FACTS, now=NOW)
+    folder = f"{MO}/prediction_log/{SV_LOG1}"
+    assert folder in {d.path for d in plan.to_remove}
+    shutil.rmtree(project / folder)  # a concurrent cleanup got there first
+    monkeypatch.setattr(cleanup, "plan_cleanup", lambda *a, **k: (plan, policy))
+    applied = run_cleanup(project, ENV, apply=True, facts=FACTS, now=NOW)
+    assert set(applied.removed) == REMOVED - {folder}
+    assert not any((project / path).exists() for path in REMOVED)

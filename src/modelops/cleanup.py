@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -734,23 +735,30 @@ def _relative(path: Path, project_path: Path) -> str:
         return str(path)
 
 
-def remove(path: Path, policy: AccessPolicy, trash: Path) -> None:
+def remove(path: Path, policy: AccessPolicy, trash: Path) -> bool:
     """Remove one candidate so that readers see it whole or not at all.
 
     A folder is first renamed into the zone's trash folder (one os-level rename,
     atomic on one filesystem), then deleted; a failure while deleting leaves it in
     the trash, which the next cleanup empties. A file is unlinked.
+
+    Returns:
+        False if it was gone already (another cleanup removed it meanwhile).
     """
     policy.check_write("cleanup", path)
-    if path.is_symlink() or not path.is_dir():
-        path.unlink()
-        return
-    if not path.resolve().is_relative_to(trash.resolve()):
-        trash.mkdir(parents=True, exist_ok=True)
-        target = trash / f"{path.parent.name}--{path.name}--{os.getpid()}"
-        os.replace(path, target)
-        path = target
+    try:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+            return True
+        if not path.resolve().is_relative_to(trash.resolve()):
+            trash.mkdir(parents=True, exist_ok=True)
+            target = trash / f"{path.parent.name}--{path.name}--{time.time_ns()}"
+            os.replace(path, target)
+            path = target
+    except FileNotFoundError:
+        return False
     shutil.rmtree(path)
+    return True
 
 
 def plan_cleanup(
@@ -826,7 +834,7 @@ def plan_cleanup(
     return plan, policy
 
 
-def run_cleanup(
+def run_cleanup(  # noqa: PLR0913 (keyword-only options)
     project_path: Path,
     env: str,
     *,
@@ -861,8 +869,10 @@ def run_cleanup(
         return plan
     trash = project_path / plan.zone_root / TRASH_DIR
     for decision in plan.to_remove:
-        remove(project_path / decision.path, policy, trash)
-        plan.removed.append(decision.path)
+        if remove(project_path / decision.path, policy, trash):
+            plan.removed.append(decision.path)
+        else:
+            logger.info("%s was removed meanwhile (another cleanup?)", decision.path)
     if trash.is_dir() and not any(trash.iterdir()):
         trash.rmdir()
     plan.applied = True

@@ -37,6 +37,7 @@ REST_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 SAVED_TAG_PREFIX = "modelops.saved."
 TRASH_DIR = ".cleanup-trash"
 TMP_SUFFIX = ".tmp"
+DETAIL_CHARS = 240  # of a registry error quoted in ours
 VERSIONED_KINDS = frozenset({"versioned", "prediction_log"})
 LINEAGE_KINDS = frozenset({"content_addressed", "versioned"})
 
@@ -215,9 +216,12 @@ def registry_facts(
 
 
 def _unreachable(uri: str, err: BaseException) -> RegistryError:
+    detail = (str(err).splitlines() or [""])[0]
+    if len(detail) > DETAIL_CHARS:
+        detail = f"{detail[:DETAIL_CHARS]}..."
     return RegistryError(
         f"Cannot read the model registry at '{uri}' ({type(err).__name__}: "
-        f"{str(err)[:300]}), so cleanup removes nothing.\nHint: start the tracking "
+        f"{detail}), so cleanup removes nothing.\nHint: start the tracking "
         f"server or point MLFLOW_TRACKING_URI at it (default: mlruns/mlflow.db in the "
         f"project), then run `kedro cleanup` again."
     )

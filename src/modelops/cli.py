@@ -475,3 +475,50 @@ def serve_command(env: str, host: str, port: int) -> None:
     from modelops.service.server import serve  # noqa: PLC0415 (OMP_NUM_THREADS first)
 
     serve(Path.cwd(), env, host, port)
+
+
+# --- kedro cleanup (issue #10): remove stored data no needed model version refers to.
+@cli.command("cleanup")
+@click.option(
+    "--env",
+    "-e",
+    required=True,
+    help="Env whose own zone (data/<env>) to clean; required, no default.",
+)
+@click.option(
+    "--apply",
+    "apply_changes",
+    is_flag=True,
+    help="Remove what is listed (default: a dry run that removes nothing).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document on stdout."
+)
+@_clean
+def cleanup_command(env: str, apply_changes: bool, as_json: bool) -> None:
+    """List (or, with --apply, remove) stored data no needed model version refers to.
+
+    Kept: the lineage of every version holding an alias or approved within
+    cleanup.retention_days (conf/base/parameters_cleanup.yml), prediction logs it
+    scored, and anything newer than that window.
+    """
+    from modelops.cleanup import run_cleanup  # noqa: PLC0415 (cli stays light)
+
+    plan = run_cleanup(Path.cwd(), env, apply=apply_changes)
+    if as_json:  # exactly one JSON document on stdout (logs go to stderr)
+        click.echo(json.dumps(plan.as_dict(), indent=2))
+        return
+    verb = "Removed" if plan.applied else "Would remove"
+    for item in plan.to_remove:
+        click.echo(
+            f"{verb} {item.path} [{item.kind}, {item.bytes} bytes]: {item.reason}"
+        )
+    kept = [item for item in plan.decisions if item.action == "keep"]
+    for item in kept:
+        click.echo(f"Keep {item.path} [{item.kind}, {item.bytes} bytes]: {item.reason}")
+    click.echo(
+        f"{verb} {len(plan.to_remove)} item(s), {plan.bytes_freed} bytes, from "
+        f"{plan.zone_root}; kept {len(kept)} (versions kept: "
+        f"{', '.join(plan.kept_versions) or 'none'})."
+        + ("" if plan.applied else " Dry run: nothing removed; add --apply.")
+    )

@@ -390,7 +390,7 @@ def _top_categories(
 ) -> tuple[list[str], list[float], list[float]]:
     """At most TOP_CATEGORIES bars: the largest, then OTHER_LABEL, then NEW_LABEL."""
     rows = [
-        (label, ref or 0.0, cur or 0.0)
+        (label, max(ref or 0.0, 0.0), max(cur or 0.0, 0.0))
         for label, ref, cur in zip(labels, reference, current, strict=False)
     ]
     if len(rows) <= TOP_CATEGORIES:
@@ -519,7 +519,7 @@ def _line_chart(
             segments.append(" ".join(points))
         drawn.append({"name": name, "css": css, "segments": segments, "dots": dots})
     label_step = max(1, math.ceil(count / max(plot_w // 70, 1)))
-    shown = sorted({*range(0, count, label_step), count - 1})
+    shown = sorted(range(count - 1, -1, -label_step))  # the newest always labelled
     return {
         "width": width,
         "height": height,
@@ -689,6 +689,7 @@ h3{font-size:13px;margin:0 0 4px;overflow-wrap:anywhere}
 .fact b{display:block;font-size:11px;text-transform:uppercase;letter-spacing:.04em;opacity:.85;font-weight:600}
 .fact span{font-size:15px;font-weight:600;overflow-wrap:anywhere}
 .fact small{font-weight:400;opacity:.9}
+.fact.col{background:#fff;color:#991b1b}.fact.col b{opacity:1;text-transform:none;font-size:12px}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
 th,td{border-bottom:1px solid #e5e7eb;padding:5px 8px;text-align:left;vertical-align:top}
 th{background:#f3f4f6;font-weight:600;font-size:12px}
@@ -743,7 +744,7 @@ footer code{background:#f3f4f6;padding:0 3px;border-radius:3px}
 <div class="fact"><b>Drift since</b><span>{% if v.since %}{{ v.since.day }}</span>{% if v.since.position %} <small>day {{ v.since.position }} of {{ v.since.of }}</small>{% endif %}{% else %}—</span> <small>nothing off</small>{% endif %}</div>
 <div class="fact"><b>Drifted features</b><span>{{ v.drifted|length }} of {{ v.monitored }}</span> <small>({{ v.drift_share }})</small></div>
 {% for d in v.drifted %}
-<div class="fact"><b>{{ d.column }}</b><span>{{ d.main_title }} {{ d.statistics[0].value }}</span> <small>threshold {{ d.statistics[0].limit }}{% if d.ratio and d.ratio < 1e5 %} · &times;{{ "%.1f"|format(d.ratio) }}{% endif %}{% if d.new and d.new.over %} · {{ d.new.count }} new categories, {{ d.new.share }} of rows{% endif %}</small></div>
+<div class="fact col"><b>{{ d.column }}</b><span>{{ d.main_title }} {{ d.statistics[0].value }}</span> <small>threshold {{ d.statistics[0].limit }}{% if d.ratio and d.ratio < 1e5 %} · &times;{{ "%.1f"|format(d.ratio) }}{% endif %}{% if d.new and d.new.over %} · {{ d.new.count }} new categories, {{ d.new.share }} of rows{% endif %}</small></div>
 {% endfor %}
 <div class="fact"><b>Predictions</b><span>{{ "drifted" if v.prediction_drift else "stable" }}</span>{% if v.prediction %} <small>{{ v.prediction.main_title }} {{ v.prediction.statistics[0].value }} (threshold {{ v.prediction.statistics[0].limit }})</small>{% endif %}</div>
 <div class="fact"><b>Performance</b>{% if v.labels %}<span>RMSE {{ v.rmse }} ({{ v.degradation }})</span> <small>vs test {{ v.reference_rmse }}{{ " · degraded" if v.degraded }}</small>{% else %}<span>labels not available yet</span>{% endif %}</div>

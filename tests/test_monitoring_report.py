@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from modelops.monitoring_report import TOP_CATEGORIES, render_report
-from tests.browser import chromium_available, dump_dom, screenshot
+from tests.browser import CHROMIUM, chromium_available, dump_dom, screenshot
 
 NUMERIC = [
     "temperature_c",
@@ -399,7 +399,7 @@ def _png_size_and_variance(path: Path) -> tuple[int, int, float]:
 @pytest.mark.slow
 @pytest.mark.skipif(
     not chromium_available(),
-    reason="Chromium is not installed at /usr/bin/chromium: run `make browser`",
+    reason=f"Chromium is not installed at {CHROMIUM}: run `make browser`",
 )
 def test_report_renders_in_chromium(tmp_path: Path) -> None:
     page = tmp_path / "report.html"

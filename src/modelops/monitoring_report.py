@@ -337,7 +337,7 @@ def _performance_view(performance: Mapping[str, Any]) -> dict[str, Any]:
         "threshold": _pct(threshold, 0),
         "degraded": bool(performance.get("degraded")),
         "chart": _line_chart(
-            [str(day.get("day")) for day in daily], lines, hlines, 620, 210
+            [str(day.get("day")) for day in daily], lines, hlines, 880, 220
         )
         if available
         else None,
@@ -679,7 +679,7 @@ main{max-width:1400px;margin:0 auto;padding:16px 20px 32px}
 h1{font-size:18px;margin:0 0 10px;font-weight:600;color:#374151}
 h2{font-size:16px;margin:26px 0 8px;border-bottom:1px solid #e5e7eb;padding-bottom:4px}
 h3{font-size:13px;margin:0 0 4px;overflow-wrap:anywhere}
-.muted{color:#6b7280}
+.muted{color:#6b7280}.bad{color:#b91c1c}
 .verdict{border-radius:8px;padding:14px 18px;color:#fff}
 .verdict.bad{background:#b91c1c}.verdict.warn{background:#b45309}.verdict.good{background:#15803d}
 .verdict .head{font-size:26px;font-weight:700;margin:0}
@@ -698,7 +698,7 @@ tr.drifted td{background:#fef2f2}
 tr.report-only td{color:#6b7280}tr.report-only .stat.over{color:#6b7280;font-weight:400}
 tr.sep td{background:#f3f4f6;font-size:11px;color:#6b7280;text-transform:uppercase;padding:3px 8px}
 .stat{white-space:nowrap}.stat small{color:#6b7280}
-.stat.over{color:#b91c1c;font-weight:700}
+.stat.over{color:#b45309}tr.drifted .stat.over{color:#b91c1c;font-weight:700}
 .badge{display:inline-block;border-radius:4px;padding:1px 6px;font-size:11px;font-weight:700}
 .b-drift{background:#dc2626;color:#fff}.b-ok{background:#dcfce7;color:#166534}.b-info{background:#e0e7ff;color:#3730a3}
 .ex{color:#6b7280;font-size:12px;overflow-wrap:anywhere}
@@ -807,7 +807,7 @@ footer code{background:#f3f4f6;padding:0 3px;border-radius:3px}
 {% set p = performance %}
 {% if p.available %}
 <div class="two">
-<div class="box"><p><b>RMSE {{ p.rmse }}</b> vs test-time {{ p.reference_rmse }} <b class="{{ 'stat over' if p.degraded }}">({{ p.degradation }})</b>, limit +{{ p.threshold }}{% if p.degraded %} — <span class="badge b-drift">DEGRADED</span>{% endif %}</p>
+<div class="box"><p><b>RMSE {{ p.rmse }}</b> vs test-time {{ p.reference_rmse }} <b class="{{ 'bad' if p.degraded }}">({{ p.degradation }})</b>, limit +{{ p.threshold }}{% if p.degraded %} — <span class="badge b-drift">DEGRADED</span>{% endif %}</p>
 <p>MAE {{ p.mae }} · {{ p.labelled_rows }} labelled rows</p></div>
 <div class="box"><div class="legend"><span class="sw" style="background:#7c3aed"></span>daily RMSE<span class="sw" style="background:#0891b2"></span>daily MAE<span class="sw" style="background:#374151"></span>test-time RMSE<span class="sw" style="background:#dc2626"></span>degradation limit</div>{{ lines(p.chart) }}</div>
 </div>

@@ -45,6 +45,10 @@ def _url(target: str | Path) -> str:
     return path.as_uri()
 
 
+def _budget(wait_ms: int | None) -> list[str]:
+    return [] if wait_ms is None else [f"--virtual-time-budget={int(wait_ms)}"]
+
+
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     if not chromium_available():
         raise BrowserError(
@@ -66,12 +70,14 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
             shutil.rmtree(profile, ignore_errors=True)
 
 
-def screenshot(
+def screenshot(  # noqa: PLR0913 (the viewport, the wait and the timeout are all options)
     html_path_or_url: str | Path,
     png_path: str | Path,
     width: int = 1400,
     height: int = 2400,
     timeout: float = 60.0,
+    *,
+    wait_ms: int | None = None,
 ) -> Path:
     """Screenshot a local HTML file or a URL with headless Chromium.
 
@@ -81,6 +87,8 @@ def screenshot(
         width: Viewport width in CSS pixels.
         height: Viewport height (the picture's height: the page is cut there).
         timeout: Seconds before giving up.
+        wait_ms: Virtual time the page's scripts get before the picture
+            (``--virtual-time-budget``), for pages drawn by JavaScript (kedro-viz).
 
     Returns:
         The PNG's path.
@@ -93,7 +101,13 @@ def screenshot(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)
     process = _run(
-        [f"--window-size={width},{height}", f"--screenshot={target}", url], timeout
+        [
+            *_budget(wait_ms),
+            f"--window-size={width},{height}",
+            f"--screenshot={target}",
+            url,
+        ],
+        timeout,
     )
     if not target.is_file() or target.stat().st_size == 0:
         raise BrowserError(
@@ -103,14 +117,21 @@ def screenshot(
     return target
 
 
-def dump_dom(html_path_or_url: str | Path, timeout: float = 60.0) -> str:
+def dump_dom(
+    html_path_or_url: str | Path, timeout: float = 60.0, *, wait_ms: int | None = None
+) -> str:
     """The DOM of a page as Chromium rendered it (``--dump-dom``), serialised as HTML.
+
+    Args:
+        html_path_or_url: An HTML file or a URL.
+        timeout: Seconds before giving up.
+        wait_ms: Virtual time the page's scripts get first (see ``screenshot``).
 
     Raises:
         BrowserError: Chromium is missing, timed out or printed nothing.
     """
     url = _url(html_path_or_url)
-    process = _run(["--dump-dom", url], timeout)
+    process = _run([*_budget(wait_ms), "--dump-dom", url], timeout)
     if process.returncode != 0 or not process.stdout.strip():
         raise BrowserError(
             f"Chromium printed no DOM for {url} (exit {process.returncode}):\n"

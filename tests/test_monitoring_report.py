@@ -347,6 +347,29 @@ def test_no_drift_empty_history_and_no_labels() -> None:
     assert 'id="no-labels"' in html
 
 
+def test_findings_below_the_retraining_rule_are_not_a_recommendation() -> None:
+    result = make_result(drift=False)
+    prediction = result["prediction"]
+    prediction.update(drifted=True)
+    prediction["statistics"]["wasserstein_norm"] = 0.9
+    result["verdict"].update(
+        prediction_drift=True,
+        retrain_recommended=False,
+        first_drift_day="2025-05-03",
+        reason="No retraining recommended (findings not in "
+        "monitoring.verdict.retrain_on): predictions drifted.",
+    )
+    html = render_report(result, make_history(1))
+    verdict = _text(html[html.index('id="verdict"') : html.index('id="drift-table"')])
+    assert "Drift found — retraining not recommended by the rules" in verdict
+    assert "Retraining recommended" not in verdict
+    assert "Predictions drifted" in verdict
+    assert "2025-05-03 day 3 of 7" in verdict
+    # a drifted prediction leads the charts
+    cards = re.findall(r'<div class="card[^"]*"><h3>([^<]+?) <span', html)
+    assert cards[0] == "prediction"
+
+
 def test_edge_cases_do_not_crash() -> None:
     result = make_result()
     features = result["features"]

@@ -27,7 +27,7 @@ SCORE_TITLE = {
     "psi": "PSI",
 }
 SHA_CHARS = 12
-NAME_CHARS = 28  # characters of a category or bin label drawn under a bar
+LABEL_CHARS = 16  # characters of a category or bin label drawn under a bar
 HEATMAP_RED_AT = 4.0  # daily PSI / threshold drawn at full red
 DASH = "\u2013"
 
@@ -55,15 +55,16 @@ def render_report(
     )
     prediction_entry = result.get("prediction")
     prediction = _column_view(prediction_entry) if prediction_entry else None
-    # Charts: drifted first (the prediction among them when it drifted), then the rest.
-    columns = [
-        *(view for view in features if view["drifted"]),
-        *([prediction] if prediction else []),
-        *(view for view in features if not view["drifted"]),
-    ]
-    if prediction and prediction["drifted"]:
-        columns.remove(prediction)
-        columns.insert(0, prediction)
+    # Charts: drifted columns first (a drifted prediction leads), then the prediction,
+    # then the rest.
+    drifted = [view for view in features if view["drifted"]]
+    steady = [view for view in features if not view["drifted"]]
+    if prediction is None:
+        columns = [*drifted, *steady]
+    elif prediction["drifted"]:
+        columns = [prediction, *drifted, *steady]
+    else:
+        columns = [*drifted, prediction, *steady]
     window = result.get("window") or {}
     days = list(window.get("days") or [])
     context = {
@@ -115,7 +116,7 @@ def _pct(value: Any, digits: int = 1) -> str:
     return "—" if number is None else f"{number:.{digits}%}"
 
 
-def _short(text: Any, size: int = NAME_CHARS) -> str:
+def _short(text: Any, size: int = LABEL_CHARS) -> str:
     text = str(text)
     return text if len(text) <= size else text[: size - 1] + "…"
 
@@ -131,7 +132,9 @@ def _title(result: Mapping[str, Any]) -> str:
     )
 
 
-def _statistic(entry: Mapping[str, Any], name: str, higher_is_worse: bool) -> dict:
+def _statistic(
+    entry: Mapping[str, Any], name: str, higher_is_worse: bool
+) -> dict[str, Any]:
     value = _number((entry.get("statistics") or {}).get(name))
     limit = _number((entry.get("thresholds") or {}).get(name))
     over = None
@@ -281,9 +284,6 @@ def _verdict_view(
         "rmse": _fmt(rmse, 4),
         "reference_rmse": _fmt(reference, 4),
         "degradation": _signed_pct(performance.get("degradation")),
-        "new_categories": [
-            view for view in features if view["new"] and view["new"]["over"]
-        ],
     }
 
 
@@ -457,7 +457,7 @@ def _bar_chart(distribution: Mapping[str, Any], drifted: bool) -> dict[str, Any]
                 }
             )
         xlabels.append(
-            {"x": round(center, 1), "y": top + plot_h + 9, "text": _short(label, 16)}
+            {"x": round(center, 1), "y": top + plot_h + 9, "text": _short(label)}
         )
     step = max(1, math.ceil(len(labels) / 16))
     return {
@@ -755,7 +755,7 @@ footer code{background:#f3f4f6;padding:0 3px;border-radius:3px}
 <table id="drift-table">
 <thead><tr><th>Column</th><th>Kind</th><th>Status</th><th>Effect size (flag when &gt;)</th><th>Test p-value (flag when &lt;)</th><th>PSI</th><th>New categories</th><th>First day over PSI limit</th><th>Missing</th></tr></thead>
 {% macro row(f) %}
-<tr class="{{ 'drifted' if f.drifted }}{{ ' report-only' if f.report_only }}"><td class="col">{{ f.column }}</td><td>{{ f.kind }}</td><td>{{ badge(f) }}</td>
+<tr class="{{ 'drifted' if f.drifted }}{{ ' report-only' if f.report_only }}"><td class="col">{{ f.column }}</td><td>{{ f.kind }}</td><td title="{{ f.reason }}">{{ badge(f) }}</td>
 <td><small class="muted">{{ f.statistics[0].title }}</small><br>{{ stat(f.statistics[0]) }}</td>
 <td><small class="muted">{{ f.statistics[1].title }}</small><br>{{ stat(f.statistics[1]) }}</td>
 <td>{{ stat(f.statistics[2]) }}</td>

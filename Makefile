@@ -16,7 +16,7 @@ export DO_NOT_TRACK := 1
 export OMP_NUM_THREADS ?= 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test lint format bench viz clean
+.PHONY: setup run test lint format bench viz clean browser
 
 setup: $(STAMP)
 
@@ -48,8 +48,18 @@ format: setup
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
+# Debian's headless Chromium, for the tests that screenshot HTML reports (tests/browser.py).
+# Installed once when missing (as root with apt-get, as CI runs); `make test` depends on it.
+# Elsewhere it says how to get it, and the browser tests skip with that reason.
+browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else echo "make browser: /usr/bin/chromium is missing and this is not root on Debian: install" \
+		"Debian's chromium package (or set MODELOPS_CHROMIUM); the browser tests are skipped."; fi
+
 # pytest exits 5 when it collected no test: say so plainly rather than fail obscurely.
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests"; exit 0; fi; \
 	exit $$status

@@ -10,6 +10,12 @@ local, src/, as the tests copy it):
    as ``challenger``, with its ONNX form verified at registration (or in its sklearn
    form, if the export was refused: the benchmark says which form scored).
 
+The copy's ``src`` is byte-compiled once (``compileall``), as a user's project is
+after its first run: both sides run with ``PYTHONDONTWRITEBYTECODE=1``, which would
+otherwise make the pipeline side alone recompile every ``modelops`` module each run.
+A project reused with ``--project`` keeps its data and registered model but gets the
+measured code (work tree or ``--ref``) copied in first.
+
 Then, alternating which goes first, each side runs ``--repeats`` times as a
 subprocess with the same environment:
 

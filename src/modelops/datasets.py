@@ -240,8 +240,8 @@ class ServedModelDataset(AbstractDataset[None, dict[str, Any] | None]):
 
     ``intra_op_threads`` are onnxruntime's threads inside one run; ``row_threads``
     runs of the ONNX session at once, each on a share of a large batch's rows
-    (``OnnxPredictor``): bit-equal predictions, and what made batch scoring faster
-    on two cores (benchmarks/results/batch_serving.json).
+    (``OnnxPredictor``; bit-equal predictions). Both default to 1: see the
+    measurements in conf/base/catalog_serving.yml.
     """
 
     def __init__(  # noqa: PLR0913
@@ -251,7 +251,7 @@ class ServedModelDataset(AbstractDataset[None, dict[str, Any] | None]):
         intra_op_threads: int = 1,
         prefer: str = "onnx",
         *,
-        row_threads: int = 2,
+        row_threads: int = 1,
         trusted_types: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:

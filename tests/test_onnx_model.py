@@ -405,3 +405,33 @@ def test_numeric_only_models_convert_and_verify(split, features, model_conf):
         model, export_onnx(model, numeric), test[columns], numeric, 1e-9
     )
     assert report["passed"], report["reason"]
+
+
+# --- batch scoring in shares of rows ------------------------------------------------------
+
+
+def test_row_threads_score_a_large_batch_in_shares_bit_equal(
+    hgb_onnx, split, features, monkeypatch
+):
+    """Batch serving runs the session on two shares of rows at once: same numbers."""
+    rows = model_inputs(split[1], features)
+    batch = pd.concat(
+        [rows] * (onnx_model.ROW_SPLIT_MIN // len(rows) + 2), ignore_index=True
+    )
+    single = OnnxPredictor(hgb_onnx).predict(batch)
+    shares: list[int] = []
+    run_rows = OnnxPredictor._run_rows
+
+    def counting(self, feeds):
+        shares.append(len(next(iter(feeds.values()))))
+        return run_rows(self, feeds)
+
+    monkeypatch.setattr(OnnxPredictor, "_run_rows", counting)
+    split_predictor = OnnxPredictor(hgb_onnx, row_threads=2)
+
+    assert np.array_equal(split_predictor.predict(batch), single)
+    assert len(shares) == 2
+    assert sum(shares) == len(batch)
+    shares.clear()
+    split_predictor.predict(rows.head(5))  # a REST-sized batch is not split
+    assert shares == [5]

@@ -237,6 +237,11 @@ class ServedModelDataset(AbstractDataset[None, dict[str, Any] | None]):
     has one and ``prefer`` is ``onnx``, else the skops form), or None when no alias is
     set. Every artifact's sha256 is checked against the version's tags first; a
     mismatch raises ``ArtifactIntegrityError``. Read-only.
+
+    ``intra_op_threads`` are onnxruntime's threads inside one run; ``row_threads``
+    runs of the ONNX session at once, each on a share of a large batch's rows
+    (``OnnxPredictor``; bit-equal predictions). Both default to 1: see the
+    measurements in conf/base/catalog_serving.yml.
     """
 
     def __init__(  # noqa: PLR0913
@@ -246,6 +251,7 @@ class ServedModelDataset(AbstractDataset[None, dict[str, Any] | None]):
         intra_op_threads: int = 1,
         prefer: str = "onnx",
         *,
+        row_threads: int = 1,
         trusted_types: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
@@ -258,6 +264,7 @@ class ServedModelDataset(AbstractDataset[None, dict[str, Any] | None]):
         self._model_name = model_name
         self._aliases = list(aliases)
         self._threads = int(intra_op_threads)
+        self._row_threads = int(row_threads)
         self._prefer = prefer
         self._trusted_types = list(trusted_types or [])
         self.metadata = metadata
@@ -274,6 +281,7 @@ class ServedModelDataset(AbstractDataset[None, dict[str, Any] | None]):
                 version.version,
                 prefer=self._prefer,
                 intra_op_threads=self._threads,
+                row_threads=self._row_threads,
                 extra_trusted_types=self._trusted_types,
             )
             return {
@@ -293,6 +301,7 @@ class ServedModelDataset(AbstractDataset[None, dict[str, Any] | None]):
             "model_name": self._model_name,
             "aliases": self._aliases,
             "intra_op_threads": self._threads,
+            "row_threads": self._row_threads,
             "prefer": self._prefer,
         }
 

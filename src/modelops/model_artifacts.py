@@ -390,6 +390,7 @@ class ServedModel:
         onnx_bytes: bytes | None = None,
         trusted_types: Sequence[str] = TRUSTED_TYPES,
         intra_op_threads: int = 1,
+        row_threads: int = 1,
     ) -> None:
         self.name = name
         self.version = int(version)
@@ -403,7 +404,7 @@ class ServedModel:
         if onnx_bytes is not None:
             self.form = "onnx"
             self._predictor = OnnxPredictor(
-                onnx_bytes, intra_op_threads=intra_op_threads
+                onnx_bytes, intra_op_threads=intra_op_threads, row_threads=row_threads
             )
             self.sha256 = onnx_sha256(onnx_bytes)
             self.columns: list[str] = list(self._predictor.columns)
@@ -575,6 +576,7 @@ def load_served_model(  # noqa: PLR0913
     tracking_uri: str | None = None,
     prefer: str = "onnx",
     intra_op_threads: int = 1,
+    row_threads: int = 1,
     extra_trusted_types: Sequence[str] = (),
 ) -> ServedModel:
     """Download a registered version, verify every file's hash, load its served form.
@@ -591,6 +593,8 @@ def load_served_model(  # noqa: PLR0913
         tracking_uri: Where to download from (default: the client's tracking URI).
         prefer: ``"onnx"`` or ``"sklearn"``.
         intra_op_threads: onnxruntime threads within an operator.
+        row_threads: onnxruntime runs at once on a large batch, each on a share of
+            the rows (bit-equal predictions; ``OnnxPredictor``).
         extra_trusted_types: Types skops may construct beyond ``TRUSTED_TYPES``.
 
     Raises:
@@ -646,6 +650,7 @@ def load_served_model(  # noqa: PLR0913
         onnx_bytes=onnx_bytes,
         trusted_types=[*TRUSTED_TYPES, *extra_trusted_types],
         intra_op_threads=intra_op_threads,
+        row_threads=row_threads,
     )
 
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import RegressorMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from modelops.contracts import use_case_key
 from modelops.errors import ConfigError
 from modelops.features import CalendarFeatures, check_calendar_features
+
+if TYPE_CHECKING:
+    from sklearn.base import RegressorMixin
+    from sklearn.pipeline import Pipeline
 
 TRAINING_CONF = "conf/base/parameters_training.yml"
 ENCODINGS = ("auto", "ordinal", "onehot")
@@ -171,6 +171,12 @@ def build_model(features: Mapping[str, Any], model: Mapping[str, Any]) -> Pipeli
     Everything serving needs to turn a raw source row into a prediction lives in this
     one sklearn Pipeline, so batch and online serving cannot drift from training.
     """
+    # Imported here: serving and every other `kedro` command import this module
+    # for its column helpers and need none of these classes.
+    from sklearn.compose import ColumnTransformer  # noqa: PLC0415
+    from sklearn.pipeline import Pipeline  # noqa: PLC0415
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder  # noqa: PLC0415
+
     estimator = build_estimator(model)
     encoding = model.get("categorical_encoding", "auto")
     if encoding not in ENCODINGS:

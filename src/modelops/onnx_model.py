@@ -5,25 +5,23 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import json
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import is_regressor
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.exceptions import NotFittedError
-from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
-from sklearn.utils.validation import check_is_fitted
 
 from modelops.errors import ModelopsError
 from modelops.features import CALENDAR_FEATURES, CalendarFeatures, calendar_columns
 from modelops.modeling import input_columns
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 TRAINING_CONF = "conf/base/parameters_training.yml"
 DATA_CONF = "conf/base/parameters_data_processing.yml"
@@ -39,6 +37,9 @@ UNSEEN_CATEGORY = "__modelops_unseen_category__"
 FALLBACK = "The model will be served in its sklearn form."
 # The graph's two inputs: the categorical columns as one [N, k] string matrix and the
 # numeric ones (calendar features included) as one [N, m] float64 matrix.
+# OnnxPredictor(row_threads=N) splits a batch of at least this many rows: below it
+# the threads cost more than they save (one REST request is one row).
+ROW_SPLIT_MIN = 10_000
 CATEGORICAL_INPUT = "categorical_columns"
 NUMERIC_INPUT = "numeric_columns"
 # Links of HistGradientBoostingRegressor losses that skl2onnx's trees reproduce.
@@ -129,6 +130,12 @@ def model_layout(model: Any, features: Mapping[str, Any]) -> ModelLayout:
         OnnxExportError: not a fitted Pipeline on named columns, columns that do not
             match ``features``, or categories ONNX cannot represent faithfully.
     """
+    # sklearn at export and verification time only: serving the ONNX form (the
+    # batch pipeline, the REST service) never imports it.
+    from sklearn.exceptions import NotFittedError  # noqa: PLC0415
+    from sklearn.pipeline import Pipeline  # noqa: PLC0415
+    from sklearn.utils.validation import check_is_fitted  # noqa: PLC0415
+
     if not isinstance(model, Pipeline):
         raise OnnxExportError(
             "model",
@@ -204,6 +211,9 @@ def _is_missing(value: Any) -> bool:
 
 def _encoders(rest: Pipeline) -> dict[str, tuple[str, Any, Any]]:
     """Column -> (step path, encoder, fitted categories) of a ColumnTransformer's encoders."""
+    from sklearn.compose import ColumnTransformer  # noqa: PLC0415 (export time only)
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder  # noqa: PLC0415
+
     found: dict[str, tuple[str, Any, Any]] = {}
     for step_name, step in rest.steps:
         if not isinstance(step, ColumnTransformer):
@@ -232,6 +242,8 @@ def _category_input(
     Every missing value (None, NaN) reaches the graph as sklearn treats NaN, the
     missing value of pandas' string dtype, which training data and requests have.
     """
+    from sklearn.preprocessing import OrdinalEncoder  # noqa: PLC0415 (export time only)
+
     if encoder is None:  # no encoder modelops knows: verification decides
         return CategoryInput((), UNSEEN_CATEGORY, None)
     values = list(categories)
@@ -281,6 +293,9 @@ def _category_input(
 
 def _walk(estimator: Any, path: str) -> Iterator[tuple[str, Any]]:
     """(path, estimator) for ``estimator`` and every fitted sub-estimator in it."""
+    from sklearn.compose import ColumnTransformer  # noqa: PLC0415 (export time only)
+    from sklearn.pipeline import FeatureUnion, Pipeline  # noqa: PLC0415
+
     if isinstance(estimator, str):  # "passthrough" / "drop"
         return
     yield path, estimator
@@ -304,6 +319,8 @@ def check_exportable(layout: ModelLayout) -> None:
             non-identity link, or a final estimator that is not a regressor.
     """
     from skl2onnx import get_model_alias  # noqa: PLC0415 (export-time dependency)
+    from sklearn.base import is_regressor  # noqa: PLC0415
+    from sklearn.ensemble import HistGradientBoostingRegressor  # noqa: PLC0415
 
     hint_model = f"choose another model.class in {TRAINING_CONF}"
     for path, estimator in _walk(layout.rest, ""):
@@ -393,6 +410,7 @@ def _tree_converters(captured: dict[str, dict[str, Any]]) -> dict[type, Callable
     from sklearn.ensemble import (  # noqa: PLC0415
         ExtraTreesRegressor,
         GradientBoostingRegressor,
+        HistGradientBoostingRegressor,
         RandomForestRegressor,
     )
     from sklearn.tree import DecisionTreeRegressor  # noqa: PLC0415
@@ -755,6 +773,10 @@ class OnnxPredictor:
             service runs several requests at once, and one thread keeps the sum of
             the trees in sklearn's order).
         inter_op_threads: onnxruntime's threads across operators.
+        row_threads: Runs of the session at once on a large batch, each on its own
+            share of the rows (``ROW_SPLIT_MIN`` rows or more). Unlike intra-op
+            threads this keeps every row's sum of trees in sklearn's order, so the
+            predictions are bit-equal to a single run's.
 
     Raises:
         OnnxModelError: the bytes carry no modelops metadata, or metadata that does
@@ -762,7 +784,12 @@ class OnnxPredictor:
     """
 
     def __init__(
-        self, onnx_bytes: bytes, *, intra_op_threads: int = 1, inter_op_threads: int = 1
+        self,
+        onnx_bytes: bytes,
+        *,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        row_threads: int = 1,
     ) -> None:
         import onnxruntime as ort  # noqa: PLC0415 (only the predictor needs it)
 
@@ -777,6 +804,7 @@ class OnnxPredictor:
         self.sha256 = onnx_sha256(onnx_bytes)
         self.providers: list[str] = list(self._session.get_providers())
         self.threads = (intra_op_threads, inter_op_threads)
+        self.row_threads = max(1, int(row_threads))
         text = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         spec = json.loads(text) if text else {}
         if spec.get("format") != METADATA_FORMAT:
@@ -897,6 +925,20 @@ class OnnxPredictor:
         return numbers
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        rows = len(next(iter(feeds.values())))
+        if self.row_threads == 1 or rows < ROW_SPLIT_MIN:
+            return self._run_rows(feeds)
+        # onnxruntime releases the GIL in run() and a session may be run from
+        # several threads at once: each thread scores a contiguous share of rows.
+        bounds = np.linspace(0, rows, self.row_threads + 1).astype(int)
+        shares = [
+            {name: values[start:stop] for name, values in feeds.items()}
+            for start, stop in itertools.pairwise(bounds)
+        ]
+        with ThreadPoolExecutor(self.row_threads) as pool:
+            return np.concatenate(list(pool.map(self._run_rows, shares)))
+
+    def _run_rows(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         (out,) = self._session.run([self._output], feeds)
         return np.asarray(out, dtype=np.float64).reshape(-1)
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 from sklearn.pipeline import Pipeline
 
 from modelops.contracts import use_case_key
@@ -19,11 +18,25 @@ from modelops.model_artifacts import build_artifacts, check_settings
 from modelops.modeling import model_inputs
 
 DEPLOYMENT_CONF = "conf/base/parameters_deployment.yml"
+
+
+def _sklearn_metric(name: str) -> Callable[[Any, Any], float]:
+    """``sklearn.metrics.<name>``, imported on first use (not by every `kedro` command)."""
+
+    def score(actual: Any, predicted: Any) -> float:
+        from sklearn import metrics  # noqa: PLC0415
+
+        return getattr(metrics, name)(actual, predicted)
+
+    score.__name__ = name
+    return score
+
+
 # metric -> (function of (actual, predicted), lower is better)
 GATE_METRICS: dict[str, tuple[Callable[[Any, Any], float], bool]] = {
-    "rmse": (root_mean_squared_error, True),
-    "mae": (mean_absolute_error, True),
-    "r2": (r2_score, False),
+    "rmse": (_sklearn_metric("root_mean_squared_error"), True),
+    "mae": (_sklearn_metric("mean_absolute_error"), True),
+    "r2": (_sklearn_metric("r2_score"), False),
 }
 INPUT_EXAMPLE_ROWS = 1000
 

@@ -10,8 +10,6 @@ import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.inspection import permutation_importance
-from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 from sklearn.pipeline import Pipeline
 
 from modelops.contracts import use_case_key
@@ -349,6 +347,13 @@ def evaluate_predictions(
 
 def _scores(actual: np.ndarray, predicted: np.ndarray, prefix: str) -> dict[str, float]:
     """RMSE, MAE and R2 of ``predicted`` against ``actual``, keys prefixed."""
+    # sklearn.metrics on use: every `kedro` command imports this module.
+    from sklearn.metrics import (  # noqa: PLC0415
+        mean_absolute_error,
+        r2_score,
+        root_mean_squared_error,
+    )
+
     r2 = r2_score(actual, predicted) if len(actual) > 1 else np.nan
     return {
         f"{prefix}rmse": float(root_mean_squared_error(actual, predicted)),
@@ -630,6 +635,9 @@ def plot_feature_importance(
     sample = test_set
     if len(sample) > max_rows:
         sample = sample.sample(n=max_rows, random_state=seed)
+    # Imported on use: every `kedro` command imports this module.
+    from sklearn.inspection import permutation_importance  # noqa: PLC0415
+
     result = permutation_importance(
         model,
         model_inputs(sample, features),

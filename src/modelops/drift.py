@@ -118,14 +118,26 @@ def numeric_reference(
     }
 
 
-def categorical_reference(series: pd.Series) -> dict[str, Any]:
-    """The reference of one categorical column: its category counts (missing apart)."""
+def categorical_reference(
+    series: pd.Series, seen: pd.Series | None = None
+) -> dict[str, Any]:
+    """The reference of one categorical column: its category counts (missing apart).
+
+    Args:
+        series: The reference rows of the column.
+        seen: Every value the model saw (its whole train and test data): a current
+            category is *new* only when it is not among them. Default: ``series``.
+
+    Returns:
+        JSON-able ``counts``, ``missing``, ``rows`` and ``seen`` (sorted categories).
+    """
     counts = series.astype("str").value_counts(dropna=True, sort=False)
-    missing = int(series.isna().sum())
+    known = series if seen is None else seen
     return {
         "counts": {str(key): int(value) for key, value in sorted(counts.items())},
-        "missing": missing,
+        "missing": int(series.isna().sum()),
         "rows": len(series),
+        "seen": sorted({str(value) for value in known.dropna().unique()}),
     }
 
 
@@ -138,6 +150,7 @@ def build_profile(  # noqa: PLR0913
     categorical: Sequence[str],
     key_columns: Sequence[str],
     settings: Mapping[str, Any],
+    seen: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Profile the reference rows and the reference predictions (JSON-able).
 
@@ -149,6 +162,8 @@ def build_profile(  # noqa: PLR0913
         categorical: Categorical feature columns.
         key_columns: Columns identifying a row (for the sample keys).
         settings: ``monitoring.reference``: ``bins``, ``sample_size``, ``seed``.
+        seen: All rows the model saw (categories outside them are *new*); default
+            ``reference``.
 
     Returns:
         ``{"schema", "bins", "sample_size", "seed", "numeric": {column: ...},
@@ -166,7 +181,10 @@ def build_profile(  # noqa: PLR0913
             for name in numeric
         },
         "categorical": {
-            name: categorical_reference(reference[name]) for name in categorical
+            name: categorical_reference(
+                reference[name], None if seen is None else seen[name]
+            )
+            for name in categorical
         },
         "prediction": numeric_reference(
             np.asarray(predictions, dtype=np.float64), prediction_keys, bins, size
@@ -442,7 +460,10 @@ def numeric_statistics(
 
 
 def categorical_statistics(
-    reference: Mapping[str, int], current: Mapping[str, int], epsilon: float
+    reference: Mapping[str, int],
+    current: Mapping[str, int],
+    epsilon: float,
+    seen: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Jensen-Shannon distance, chi-squared p-value, PSI and new categories.
 
@@ -450,6 +471,7 @@ def categorical_statistics(
         reference: Reference category counts.
         current: Current category counts.
         epsilon: PSI's floor for empty categories.
+        seen: Categories the model saw (default: those of ``reference``).
 
     Returns:
         ``jensen_shannon`` (base 2, 0..1), ``chi2_pvalue``, ``psi``,
@@ -459,7 +481,8 @@ def categorical_statistics(
     labels = sorted(set(reference) | set(current))
     ref = np.array([reference.get(label, 0) for label in labels], dtype=np.float64)
     cur = np.array([current.get(label, 0) for label in labels], dtype=np.float64)
-    new = [label for label in labels if label not in reference]
+    known = set(reference) if seen is None else set(seen)
+    new = [label for label in labels if label not in known]
     cur_total = cur.sum()
     new_rows = float(sum(current[label] for label in new))
     if ref.sum() == 0 or cur_total == 0:
@@ -585,8 +608,9 @@ def categorical_entry(  # noqa: PLR0913
         settings, ["jensen_shannon", "chi2_pvalue", "psi", "new_category_share"]
     )
     ref_counts = reference["counts"]
+    seen = set(reference.get("seen") or ref_counts)
     current = acc.category_counts(column)
-    stats = categorical_statistics(ref_counts, current, epsilon)
+    stats = categorical_statistics(ref_counts, current, epsilon, sorted(seen))
     effect = stats["jensen_shannon"] > thresholds["jensen_shannon"]
     significant = stats["chi2_pvalue"] < thresholds["chi2_pvalue"]
     new_share = stats["new_category_share"] > thresholds["new_category_share"]
@@ -602,20 +626,23 @@ def categorical_entry(  # noqa: PLR0913
     if report_only:
         reason += " (report only: monitoring.report_only)"
     new = sorted(
-        (label for label in current if label not in ref_counts),
+        (label for label in current if label not in seen),
         key=lambda label: (-current[label], label),
     )
-    ranked = sorted(ref_counts, key=lambda label: (-ref_counts[label], label))
+    ranked = sorted(
+        set(ref_counts) | (set(current) & seen),
+        key=lambda label: (-ref_counts.get(label, 0), -current.get(label, 0), label),
+    )
     shown = ranked[:max_categories]
     ref_total = max(sum(ref_counts.values()), 1)
     cur_total = max(sum(current.values()), 1)
     labels = list(shown)
-    ref_shares = [ref_counts[label] / ref_total for label in shown]
+    ref_shares = [ref_counts.get(label, 0) / ref_total for label in shown]
     cur_shares = [current.get(label, 0) / cur_total for label in shown]
     rest = ranked[max_categories:]
     if rest:
         labels.append(OTHER_LABEL)
-        ref_shares.append(sum(ref_counts[label] for label in rest) / ref_total)
+        ref_shares.append(sum(ref_counts.get(label, 0) for label in rest) / ref_total)
         cur_shares.append(sum(current.get(label, 0) for label in rest) / cur_total)
     if new:
         labels.append(NEW_LABEL)
@@ -624,7 +651,9 @@ def categorical_entry(  # noqa: PLR0913
     daily = []
     for day, counts in sorted(acc.categories[column].items()):
         day_counts = {k: v for k, v in counts.items() if k != MISSING_LABEL}
-        day_stats = categorical_statistics(ref_counts, day_counts, epsilon)
+        day_stats = categorical_statistics(
+            ref_counts, day_counts, epsilon, sorted(seen)
+        )
         daily.append(
             {
                 "day": day,
@@ -868,12 +897,26 @@ def evaluate_window(
     epsilon = float(settings["psi_epsilon"])
     report_only = set(settings.get("report_only") or [])
     max_categories = int(settings.get("max_categories", 20))
+    overrides = settings.get("columns") or {}
+    unknown = sorted(
+        set(overrides) - set(profile["numeric"]) - set(profile["categorical"])
+    )
+    if unknown:
+        raise ConfigError(
+            f"monitoring.columns names {unknown}, which are not monitored features "
+            f"(numeric {list(profile['numeric'])}, categorical "
+            f"{list(profile['categorical'])}).\nHint: fix {MONITORING_CONF}."
+        )
+
+    def limits(kind: str, name: str) -> dict[str, Any]:
+        return {**settings[kind], **(overrides.get(name) or {})}
+
     features = [
         numeric_entry(
             name,
             reference,
             acc,
-            settings["numeric"],
+            limits("numeric", name),
             epsilon,
             report_only=name in report_only,
         )
@@ -884,7 +927,7 @@ def evaluate_window(
             name,
             reference,
             acc,
-            settings["categorical"],
+            limits("categorical", name),
             epsilon,
             max_categories=max_categories,
             report_only=name in report_only,

@@ -150,6 +150,9 @@ def main() -> None:
     """Run the worlds, print and save the rates."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="held-out check: e.g. 20"
+    )
     parser.add_argument("--stations", type=int, default=10)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -157,7 +160,7 @@ def main() -> None:
     params = base_parameters()
     began = time.perf_counter()
     worlds = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         outcome = world(seed, args, params)
         worlds.append(outcome)
         marks = {kind: detected(kind, outcome[kind]) for kind in DRIFT_KINDS}
@@ -175,6 +178,7 @@ def main() -> None:
     }
     summary = {
         "seeds": args.seeds,
+        "first_seed": args.first_seed,
         "stations": args.stations,
         "train_test_days": args.days,
         "window_days": WINDOW_DAYS,

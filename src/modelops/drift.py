@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -307,7 +308,7 @@ class WindowAccumulator:
             counts = np.bincount(
                 codes * width + slots, minlength=n_days * width
             ).reshape(n_days, width)
-            labels = [str(cat) for cat in cats] + [MISSING_LABEL]
+            labels = [sys.intern(str(cat)) for cat in cats] + [MISSING_LABEL]
             per_day = self.categories[name]
             for code, day in enumerate(uniques):
                 day_counts = per_day.setdefault(day, {})

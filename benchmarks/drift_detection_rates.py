@@ -118,6 +118,9 @@ def world(seed: int, args: argparse.Namespace, params: dict[str, Any]) -> dict:
             "prediction_drift": verdict["prediction_drift"],
             "performance_degraded": verdict["performance_degraded"],
             "degradation": blocks["performance"]["degradation"],
+            "median_daily_degradation": blocks["performance"][
+                "median_daily_degradation"
+            ],
             "retrain_recommended": verdict["retrain_recommended"],
             "wasserstein_norm": {
                 entry["column"]: entry["statistics"].get("wasserstein_norm")

@@ -125,7 +125,7 @@ def test_a_report_only_column_is_reported_but_never_flagged(profile):
         profile, accumulate(profile, frame(3000, 2, shift=3.0), 3000), SETTINGS
     )
     flag = entry(result, "flag")
-    assert flag["statistics"]["wasserstein_norm"] > 0.5  # it did move
+    assert flag["statistics"]["wasserstein_norm"] > 0.4  # it did move
     assert flag["drifted"] is False
     assert flag["report_only"] is True
     assert "flag" not in result["verdict"]["drifted_columns"]

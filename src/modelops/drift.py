@@ -446,11 +446,10 @@ def numeric_statistics(
         distance = float(wasserstein_distance(ref_sample, current_sample))
         test = ks_2samp(ref_sample, current_sample)
         ks_stat, ks_p = float(test.statistic), float(test.pvalue)
+    # A constant reference (e.g. no holiday in it) has no spread: the distance is then
+    # reported in the column's own units.
     spread = float(reference.get("std") or 0.0)
-    if spread > 0:
-        normalised = distance / spread
-    else:
-        normalised = 0.0 if distance == 0 else MAX_RATIO
+    normalised = distance / spread if spread > 0 else distance
     return {
         "wasserstein": distance,
         "wasserstein_norm": _finite(normalised),
@@ -695,10 +694,20 @@ def performance_entry(
 ) -> dict[str, Any]:
     """RMSE/MAE per day and overall against the version's test-time RMSE.
 
-    Degraded when ``rmse / reference_rmse - 1`` passes ``performance.degradation``
-    over at least ``performance.min_labelled_rows`` labelled rows.
+    ``degradation`` is ``rmse / reference_rmse - 1`` over the whole window;
+    ``median_daily_degradation`` the same for the median day's RMSE. Degraded when
+    the statistic ``performance.aggregate`` names (``median_day``, default: a single
+    odd day such as a holiday the model never saw does not recommend retraining, a
+    lasting change does; or ``window``) passes ``performance.degradation`` over at
+    least ``performance.min_labelled_rows`` labelled rows.
     """
     threshold = float(settings["degradation"])
+    aggregate = settings.get("aggregate", "median_day")
+    if aggregate not in {"median_day", "window"}:
+        raise ConfigError(
+            f"monitoring.performance.aggregate is {aggregate!r}; expected median_day "
+            f"or window.\nHint: fix {MONITORING_CONF}."
+        )
     min_rows = int(settings["min_labelled_rows"])
     daily = []
     total = [0.0, 0.0, 0.0]
@@ -723,6 +732,8 @@ def performance_entry(
             "mae": None,
             "reference_rmse": reference_rmse,
             "degradation": None,
+            "median_daily_degradation": None,
+            "aggregate": aggregate,
             "degraded": False,
             "threshold": threshold,
             "min_labelled_rows": min_rows,
@@ -730,9 +741,10 @@ def performance_entry(
         }
     rmse = math.sqrt(total[1] / total[0])
     degradation = rmse / reference_rmse - 1.0 if reference_rmse else None
-    degraded = (
-        degradation is not None and degradation > threshold and labelled >= min_rows
-    )
+    median_day = float(np.median([day["rmse"] for day in daily]))
+    median_degradation = median_day / reference_rmse - 1.0 if reference_rmse else None
+    decisive = median_degradation if aggregate == "median_day" else degradation
+    degraded = decisive is not None and decisive > threshold and labelled >= min_rows
     return {
         "available": True,
         "labelled_rows": labelled,
@@ -740,6 +752,10 @@ def performance_entry(
         "mae": round(total[2] / total[0], 6),
         "reference_rmse": reference_rmse,
         "degradation": None if degradation is None else round(degradation, 6),
+        "median_daily_degradation": (
+            None if median_degradation is None else round(median_degradation, 6)
+        ),
+        "aggregate": aggregate,
         "degraded": bool(degraded),
         "threshold": threshold,
         "min_labelled_rows": min_rows,
@@ -841,10 +857,12 @@ def verdict(
         ]
         reasons.append(f"unseen categories in {', '.join(columns)}")
     if findings["performance_degraded"]:
+        median = performance["median_daily_degradation"]
         reasons.append(
             f"RMSE {performance['rmse']:.4g} is {performance['degradation']:.0%} above "
-            f"the test-time {performance['reference_rmse']:.4g} (threshold "
-            f"{performance['threshold']:.0%})"
+            f"the test-time {performance['reference_rmse']:.4g}, the median day's "
+            f"{median:.0%} (threshold {performance['threshold']:.0%} on the "
+            f"{performance['aggregate'].replace('_', ' ')})"
         )
     triggers = [
         name for name, found in findings.items() if found and retrain_on.get(name)
@@ -998,7 +1016,7 @@ def monitoring_metrics(result: Mapping[str, Any]) -> dict[str, float]:
             )
         metrics[f"{entry['column']}.drifted"] = float(entry["drifted"])
     performance = result["performance"]
-    for name in ("rmse", "mae", "degradation"):
+    for name in ("rmse", "mae", "degradation", "median_daily_degradation"):
         if performance.get(name) is not None:
             metrics[f"performance.{name}"] = float(performance[name])
     metrics["performance.labelled_rows"] = float(performance["labelled_rows"])

@@ -218,3 +218,15 @@ def test_a_window_without_rows_of_the_served_version_says_which_and_how_to_fix(
             params["features"],
             params["source"],
         )
+
+
+def test_the_report_gets_the_earlier_results_only(monkeypatch):
+    from modelops.pipelines.monitoring import nodes  # noqa: PLC0415
+
+    seen = {}
+    monkeypatch.setattr(
+        nodes, "render_report", lambda result, history: seen.setdefault("h", history)
+    )
+    history = [{"computed_at": f"t{i}"} for i in range(5)]
+    nodes.build_report({"computed_at": "t4"}, history, {"report": {"history_runs": 2}})
+    assert seen["h"] == [{"computed_at": "t2"}, {"computed_at": "t3"}]

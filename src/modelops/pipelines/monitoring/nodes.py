@@ -575,5 +575,10 @@ def build_report(
         A self-contained HTML page.
     """
     runs = int(monitoring["report"]["history_runs"])
-    earlier = list(history)[-runs:] if runs > 0 else []
+    # The history dataset reads the result folder, which holds this run's result
+    # already (saved by the node before): leave it out.
+    earlier = [
+        item for item in history if item.get("computed_at") != result["computed_at"]
+    ]
+    earlier = earlier[-runs:] if runs > 0 else []
     return render_report(dict(result), [dict(item) for item in earlier])

@@ -411,12 +411,12 @@ def accumulate_window(
             ignored["other_versions"] += int((keep & ~mine).sum())
             keep &= mine
         if kind == "batch" and SOURCE_PARTITION in frame.columns:
-            partition = frame[SOURCE_PARTITION].astype("str").to_numpy()
+            partition = frame[SOURCE_PARTITION]
             if seen:
-                again = np.isin(partition, list(seen))
+                again = partition.isin(seen).to_numpy(dtype=bool)
                 ignored["rescored"] += int((keep & again).sum())
                 keep &= ~again
-            run_partitions.update(np.unique(partition[keep]).tolist())
+            run_partitions.update(str(p) for p in partition[keep].unique())
         if not keep.any():
             continue
         if not keep.all():

@@ -254,8 +254,12 @@ def run_bare(folder: Path, size: str) -> dict:  # noqa: PLR0915
     for name in categorical:
         ref = profile["categorical"][name]
         limits = {**monitoring["categorical"], **(overrides.get(name) or {})}
-        series = data[name].astype("str")
-        current = series.value_counts().to_dict()
+        codes, cats = pd.factorize(data[name])
+        cats = [str(x) for x in cats]
+        per_day = np.bincount(
+            day_codes * len(cats) + codes, minlength=len(day_uniques) * len(cats)
+        ).reshape(len(day_uniques), len(cats))
+        current = dict(zip(cats, per_day.sum(axis=0).tolist(), strict=True))
         labels = sorted(set(ref["counts"]) | set(current))
         rc = np.array([ref["counts"].get(x, 0) for x in labels], float)
         cc = np.array([current.get(x, 0) for x in labels], float)
@@ -281,10 +285,9 @@ def run_bare(folder: Path, size: str) -> dict:  # noqa: PLR0915
             "new_categories": len(new),
             "new_category_share": new_share,
         }
-        per_day = pd.crosstab(day_codes, series.to_numpy())
         day_psi = []
-        for _, row in per_day.iterrows():
-            counts = row[row > 0].to_dict()
+        for row in per_day:
+            counts = {cat: int(n) for cat, n in zip(cats, row, strict=True) if n > 0}
             labels_d = sorted(set(ref["counts"]) | set(counts))
             day_psi.append(
                 round(

@@ -879,7 +879,10 @@ def verdict(
     else:
         performance_note = (
             f"RMSE {performance['rmse']:.4g} vs test-time "
-            f"{performance['reference_rmse']:.4g}"
+            f"{performance['reference_rmse']:.4g} (median day "
+            f"{performance['median_daily_degradation']:+.0%}, "
+            f"{'window' if performance['aggregate'] == 'window' else 'median day'} "
+            f"threshold +{performance['threshold']:.0%})"
             if performance.get("available") and performance.get("reference_rmse")
             else "no labels yet"
         )

@@ -216,11 +216,14 @@ def test_psi_is_zero_for_equal_shares_and_finite_for_empty_bins():
     assert 0 < drift.psi([10, 0, 30], [10, 5, 30], 1e-4) < 10
 
 
-def test_an_unknown_per_column_threshold_is_refused(profile):
+def test_a_threshold_for_a_column_the_model_lacks_is_ignored_and_logged(
+    profile, caplog
+):
     acc = accumulate(profile, frame(500, 10), 500)
     settings = {**SETTINGS, "columns": {"nope": {"wasserstein_norm": 1.0}}}
-    with pytest.raises(ConfigError, match=r"monitoring.columns names \['nope'\]"):
-        drift.evaluate_window(profile, acc, settings)
+    result = drift.evaluate_window(profile, acc, settings)
+    assert "nope" not in [item["column"] for item in result["features"]]
+    assert "monitoring.columns names ['nope']" in caplog.text
 
 
 def test_a_per_column_threshold_overrides_the_default(profile):
@@ -229,3 +232,15 @@ def test_a_per_column_threshold_overrides_the_default(profile):
     result = drift.evaluate_window(profile, acc, settings)
     assert entry(result, "shifted")["drifted"] is False
     assert entry(result, "shifted")["thresholds"]["wasserstein_norm"] == 100.0
+
+
+def test_an_unknown_performance_aggregate_is_refused(profile):
+    acc = accumulate(profile, frame(500, 11), 500)
+    settings = {
+        **SETTINGS,
+        "performance": {**SETTINGS["performance"], "aggregate": "x"},
+    }
+    with pytest.raises(
+        ConfigError, match=r"monitoring.performance.aggregate is 'x'.*\nHint: fix conf"
+    ):
+        drift.evaluate_window(profile, acc, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,8 @@ from scipy.special import rel_entr
 from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
 
 from modelops.errors import ConfigError, ModelopsError
+
+logger = logging.getLogger(__name__)
 
 MONITORING_CONF = "conf/base/parameters_monitoring.yml"
 PROFILE_SCHEMA = 1
@@ -923,11 +926,14 @@ def evaluate_window(
     unknown = sorted(
         set(overrides) - set(profile["numeric"]) - set(profile["categorical"])
     )
-    if unknown:
-        raise ConfigError(
-            f"monitoring.columns names {unknown}, which are not monitored features "
-            f"(numeric {list(profile['numeric'])}, categorical "
-            f"{list(profile['categorical'])}).\nHint: fix {MONITORING_CONF}."
+    if unknown:  # the defaults name the default use case's columns: not an error
+        logger.warning(
+            "monitoring.columns names %s, which are not features of this model "
+            "(numeric %s, categorical %s): their thresholds are not used (%s)",
+            unknown,
+            list(profile["numeric"]),
+            list(profile["categorical"]),
+            MONITORING_CONF,
         )
 
     def limits(kind: str, name: str) -> dict[str, Any]:

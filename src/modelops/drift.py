@@ -654,15 +654,22 @@ def categorical_entry(  # noqa: PLR0913
     daily = []
     for day, counts in sorted(acc.categories[column].items()):
         day_counts = {k: v for k, v in counts.items() if k != MISSING_LABEL}
-        day_stats = categorical_statistics(
-            ref_counts, day_counts, epsilon, sorted(seen)
+        union = sorted(set(ref_counts) | set(day_counts))
+        day_total = sum(day_counts.values())
+        day_new = sum(count for label, count in day_counts.items() if label not in seen)
+        day_psi = psi(
+            [ref_counts.get(label, 0) for label in union],
+            [day_counts.get(label, 0) for label in union],
+            epsilon,
         )
         daily.append(
             {
                 "day": day,
-                "psi": round(day_stats["psi"], 6),
+                "psi": round(day_psi, 6),
                 "rows": int(sum(counts.values())),
-                "new_category_share": round(day_stats["new_category_share"], 6),
+                "new_category_share": round(day_new / day_total, 6)
+                if day_total
+                else 0.0,
             }
         )
     return {

@@ -70,6 +70,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_batch_serving.py
 	$(BIN)/python benchmarks/bench_serving.py
 	$(BIN)/python benchmarks/bench_onnx_predict.py
+	$(BIN)/python benchmarks/bench_monitoring.py
+	$(BIN)/python benchmarks/drift_detection_rates.py
 
 viz: setup
 	$(BIN)/kedro viz run --env dev --host 127.0.0.1

@@ -8,6 +8,7 @@ from modelops.pipelines import (
     data_processing,
     deployment,
     evaluation,
+    monitoring,
     promotion,
     serving,
     training,
@@ -37,6 +38,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "evaluation": evaluation.create_pipeline(),
         "deployment": deployment.create_pipeline(),
         "serving": serving.create_pipeline(),
+        "monitoring": monitoring.create_pipeline(),
     }
     split = pipelines["training"].only_nodes("split_model_input_node")
     train_and_evaluate = (

@@ -32,6 +32,13 @@ def parameters(tmp_path_factory):
     return parameters
 
 
+class _Kept(MemoryDataset):
+    """A MemoryDataset the runner does not release after its last consumer."""
+
+    def _release(self) -> None:
+        pass
+
+
 def _catalog(parameters: dict, source: pd.DataFrame) -> DataCatalog:
     datasets = {"source_partitions": MemoryDataset(source)}
     for name in (
@@ -41,6 +48,7 @@ def _catalog(parameters: dict, source: pd.DataFrame) -> DataCatalog:
         "model",
         "baseline",
         "importance",
+        "monitoring",
     ):
         datasets[f"params:{name}"] = MemoryDataset(parameters[name])
     datasets["params:source.sample"] = MemoryDataset(parameters["source"]["sample"])
@@ -57,8 +65,12 @@ def test_a_static_table_runs_through_processing_training_and_evaluation(paramete
         + training.create_pipeline()
         + evaluation.create_pipeline()
     )
-    free = SequentialRunner().run(pipeline, _catalog(parameters, source))
+    catalog = _catalog(parameters, source)
+    # The split manifest also feeds the reference profile: keep it to look at.
+    catalog["split_manifest"] = _Kept()
+    free = SequentialRunner().run(pipeline, catalog)
     outputs = {name: dataset.load() for name, dataset in free.items()}
+    outputs["split_manifest"] = catalog.load("split_manifest")
 
     manifest = outputs["source_manifest"]
     assert manifest["first_partition"] == "single_file"
@@ -75,3 +87,7 @@ def test_a_static_table_runs_through_processing_training_and_evaluation(paramete
     assert isinstance(outputs["residuals_plot"], Figure)
     importance = outputs["feature_importance"]
     assert set(importance["feature"]) == set(parameters["features"]["numeric"])
+    # Without a time column or keys the reference is the whole train + test data.
+    profile = outputs["reference_profile"]
+    assert profile["reference_rows"]["rows"] == len(sampled.drop_duplicates())
+    assert set(profile["numeric"]) == set(parameters["features"]["numeric"])

@@ -13,6 +13,7 @@ from modelops.pipelines.evaluation.nodes import (
     predict_baseline,
     predict_test_set,
 )
+from modelops.pipelines.monitoring.nodes import profile_reference
 
 
 def create_pipeline(**kwargs: object) -> Pipeline:
@@ -70,6 +71,21 @@ def create_pipeline(**kwargs: object) -> Pipeline:
                 ],
                 outputs=["feature_importance_plot", "feature_importance"],
                 name="plot_feature_importance_node",
+            ),
+            # What monitoring compares production with: logged into the run, so the
+            # registered version's run carries its own reference.
+            Node(
+                func=profile_reference,
+                inputs=[
+                    "train_set",
+                    "test_set",
+                    "test_predictions",
+                    "split_manifest",
+                    "params:features",
+                    "params:monitoring",
+                ],
+                outputs="reference_profile",
+                name="profile_reference_node",
             ),
         ]
     )

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -410,28 +411,38 @@ def run_job(
 ) -> StepResult:
     """One Kedro session in this process: ``pipeline`` in ``env`` with ``params``.
 
+    The session runs in a thread of its own. MLflow keeps the active-run stack per
+    thread, and kedro-mlflow with ``tracking.run.nested: true`` (conf/base/mlflow.yml)
+    re-opens the pipeline's run at every node but closes it once at the end: in the
+    calling thread the finished step's run would stay active and swallow the next
+    step's logging (measured: prod's params were logged into acceptance's run). A
+    fresh thread per step starts with an empty stack and takes the leftovers with it.
+
     What the run printed on stdout goes to stderr (stdout is the report's). A
     ``DeploymentRejected`` (the gate said no) is a ``rejected`` step, any other error
     a ``failed`` one; both leave the registry as the job's datasets guarantee.
     """
-    from kedro.framework.session import KedroSession  # noqa: PLC0415
     from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
 
     bootstrap_project(project_path)
     step = StepResult(env=env, pipeline=pipeline, status="succeeded")
     logger.info("Retraining: running '%s' in env '%s'", pipeline, env)
-    try:
-        with (
-            contextlib.redirect_stdout(sys.stderr),
-            KedroSession.create(
-                project_path=project_path,
-                env=env,
-                runtime_params=json.loads(json.dumps(dict(params))),
-            ) as session,
-        ):
-            step.session_id = str(session.store["session_id"])
-            session.run(pipeline_names=[pipeline])
-    except Exception as err:
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            _run_session(project_path, env, pipeline, params, step)
+        except BaseException as err:  # handed to the calling thread
+            failure.append(err)
+
+    worker = threading.Thread(target=target, name=f"retrain-{env}", daemon=False)
+    with contextlib.redirect_stdout(sys.stderr):
+        worker.start()
+        worker.join()
+    if failure:
+        err = failure[0]
+        if not isinstance(err, Exception):  # KeyboardInterrupt, SystemExit
+            raise err
         cause = _modelops_cause(err)
         step.status = "rejected" if isinstance(cause, DeploymentRejected) else "failed"
         shown = cause if cause is not None else err
@@ -441,6 +452,24 @@ def run_job(
         )
     _read_run(project_path, env, step)
     return step
+
+
+def _run_session(
+    project_path: Path,
+    env: str,
+    pipeline: str,
+    params: Mapping[str, Any],
+    step: StepResult,
+) -> None:
+    from kedro.framework.session import KedroSession  # noqa: PLC0415
+
+    with KedroSession.create(
+        project_path=project_path,
+        env=env,
+        runtime_params=json.loads(json.dumps(dict(params))),
+    ) as session:
+        step.session_id = str(session.store["session_id"])
+        session.run(pipeline_names=[pipeline])
 
 
 def _modelops_cause(error: BaseException) -> ModelopsError | None:

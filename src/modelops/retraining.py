@@ -338,9 +338,9 @@ def newest_window(
             f"Hint: wait for the upstream feed (here: `kedro simulate`)."
         )
     chosen = sorted(set(dated))[-days:]
-    return {
-        "start": chosen[0].strftime(fmt),
-        "end": chosen[-1].strftime(fmt),
+    return {  # source.window takes YYYY-MM-DD, whatever the file names' format
+        "start": chosen[0].isoformat(),
+        "end": chosen[-1].isoformat(),
         "last_days": days,
         "partitions": len(chosen),
     }

@@ -380,3 +380,34 @@ def test_retraining_promotes_after_drift_and_nothing_without(tmp_path):
     assert again["outcome"] == "unchanged", again["reason"]
     assert _versions(project) == versions
     assert _aliases(project)["champion"] == new
+
+
+@pytest.mark.slow
+def test_steps_in_one_process_log_into_their_own_runs(tmp_path, monkeypatch):
+    import mlflow  # noqa: PLC0415
+
+    from modelops.simulator import write_source  # noqa: PLC0415
+
+    project = copy_project(tmp_path / "steps")
+    source = project / "data" / "source" / "bike_rentals"
+    write_source(source, dt.date(2025, 7, 1), 3, seed=1, n_stations=4)
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first = retraining.run_job(project, "acceptance", "data_processing", {})
+    second = retraining.run_job(project, "prod", "data_processing", {})
+    assert (first.status, second.status) == ("succeeded", "succeeded")
+    # kedro-mlflow (run.nested: true) leaves its run open in the thread that ran the
+    # session; without a thread per step prod's params went into acceptance's run.
+    assert first.run_id != second.run_id
+    assert (first.tags["modelops.env"], second.tags["modelops.env"]) == (
+        "acceptance",
+        "prod",
+    )
+    assert mlflow.active_run() is None
+
+    write_source(source, dt.date(2025, 7, 4), 1, seed=1, n_stations=4, corrupt="nulls")
+    broken = retraining.run_job(project, "acceptance", "data_processing", {})
+    assert broken.status == "failed"
+    assert broken.error.startswith("DataContractError: ")
+    assert broken.run_id is not None  # its failed run is found and reported
+    assert mlflow.active_run() is None

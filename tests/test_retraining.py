@@ -355,8 +355,9 @@ def test_retraining_promotes_after_drift_and_nothing_without(tmp_path):
     assert _aliases(project) == {"challenger": "1", "champion": "1"}
     assert _versions(project) == ["1"]
 
-    # (b) commute peaks move (concept drift) for five weeks: a new champion
-    simulate("2025-08-01", 35, "--drift", "concept", "--overwrite")
+    # (b) commute peaks move (concept drift) for four weeks, so the window's train set
+    # holds 14 drifted days of 21 (its test set: 14 of 14): a new champion
+    simulate("2025-08-01", 28, "--drift", "concept", "--overwrite")
     code, report = _retrain(project)
     assert code == 0, report
     assert report["outcome"] == "promoted", report["reason"]

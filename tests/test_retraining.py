@@ -320,13 +320,17 @@ def _versions(project: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_retraining_promotes_after_drift_and_nothing_without(tmp_path):
+    from modelops.simulator import write_source  # noqa: PLC0415
+
     project = copy_project(tmp_path / "e2e")
 
-    def simulate(start: str, days: int, *extra: str) -> None:
-        run_kedro(
-            project, "simulate", "--start", start, "--days", str(days),
-            "--stations", "20", *extra,
-        )  # fmt: skip
+    def simulate(start: str, days: int, **kwargs: Any) -> None:
+        # What `kedro simulate` writes (it is a thin shell over write_source), without
+        # a Kedro start-up per call.
+        source = project / "data" / "source" / "bike_rentals"
+        write_source(
+            source, dt.date.fromisoformat(start), days, n_stations=20, **kwargs
+        )
 
     # Midsummer: the simulator's seasons barely move the weather over these weeks, so
     # "no drift" is a stationary world. (From March to April its spring warming alone
@@ -347,7 +351,7 @@ def test_retraining_promotes_after_drift_and_nothing_without(tmp_path):
     assert _versions(project) == ["1"]
 
     # a broken day in the window: the run fails, the registry stays as it was
-    simulate("2025-08-01", 1, "--corrupt", "nulls")
+    simulate("2025-08-01", 1, corrupt="nulls")
     code, report = _retrain(project)
     assert code == 1
     assert report["outcome"] == "failed"
@@ -357,7 +361,7 @@ def test_retraining_promotes_after_drift_and_nothing_without(tmp_path):
 
     # (b) commute peaks move (concept drift) for four weeks, so the window's train set
     # holds 14 drifted days of 21 (its test set: 14 of 14): a new champion
-    simulate("2025-08-01", 28, "--drift", "concept", "--overwrite")
+    simulate("2025-08-01", 28, drift="concept", overwrite=True)
     code, report = _retrain(project)
     assert code == 0, report
     assert report["outcome"] == "promoted", report["reason"]

@@ -522,3 +522,34 @@ def cleanup_command(env: str, apply_changes: bool, as_json: bool) -> None:
         f"{', '.join(plan.kept_versions) or 'none'})."
         + ("" if plan.applied else " Dry run: nothing removed; add --apply.")
     )
+
+
+# --- `kedro retrain` (issue #10): acceptance's deployment job on the newest window,
+# then prod's promotion job; the logic is modelops.retraining.retrain.
+@cli.command("retrain")
+@click.option(
+    "--on-verdict",
+    is_flag=True,
+    help="Retrain only if retraining.trigger_on_drift is true and prod's newest "
+    "monitoring verdict recommends it; otherwise exit 0 saying why not.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document on stdout."
+)
+def retrain_command(on_verdict: bool, as_json: bool) -> None:
+    """Retrain the champion's config on the newest window; promote only on a pass."""
+    from modelops import retraining  # noqa: PLC0415 (imports Kedro's session on use)
+
+    try:
+        enter_project()  # from any folder of the project
+        report = retraining.retrain(Path.cwd(), on_verdict=on_verdict)
+    except ModelopsError as err:
+        if not as_json:
+            raise click.ClickException(f"{type(err).__name__}: {err}") from None
+        report = retraining.report_error(err)
+    if as_json:  # exactly one JSON document on stdout (logs go to stderr)
+        click.echo(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(report.summary())
+    if report.exit_code:
+        raise SystemExit(report.exit_code)

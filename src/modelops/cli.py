@@ -21,7 +21,7 @@ from kedro.utils import find_kedro_project
 from mlflow.tracking import MlflowClient
 
 from modelops import registry, simulator
-from modelops.errors import ConfigError, ModelopsError
+from modelops.errors import ConfigError, ModelopsError, modelops_cause
 from modelops.project_config import load_config
 from modelops.tracking import tracking_uri
 
@@ -203,16 +203,6 @@ def lineage(
             )
         version = str(found.version)
     return registry.version_lineage(client, name, version)
-
-
-def modelops_cause(error: BaseException) -> ModelopsError | None:
-    """The ModelopsError behind an error (Kedro wraps errors raised in datasets)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ModelopsError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def with_clean_errors(

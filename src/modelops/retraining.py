@@ -21,6 +21,7 @@ from modelops.errors import (
     DeploymentRejected,
     ModelopsError,
     SourceWindowError,
+    modelops_cause,
 )
 from modelops.project_config import load_config
 from modelops.tracking import tracking_uri
@@ -443,7 +444,7 @@ def run_job(
         err = failure[0]
         if not isinstance(err, Exception):  # KeyboardInterrupt, SystemExit
             raise err
-        cause = _modelops_cause(err)
+        cause = modelops_cause(err)
         step.status = "rejected" if isinstance(cause, DeploymentRejected) else "failed"
         shown = cause if cause is not None else err
         step.error = f"{type(shown).__name__}: {shown}"
@@ -470,16 +471,6 @@ def _run_session(
     ) as session:
         step.session_id = str(session.store["session_id"])
         session.run(pipeline_names=[pipeline])
-
-
-def _modelops_cause(error: BaseException) -> ModelopsError | None:
-    """The ModelopsError behind an error (Kedro wraps errors raised in datasets)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ModelopsError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _read_run(project_path: Path, env: str, step: StepResult) -> None:

@@ -14,7 +14,7 @@ from kedro.io.core import VERSION_FORMAT
 from modelops import drift
 from modelops.contracts import use_case_key
 from modelops.drift import MonitoringError, WindowAccumulator
-from modelops.errors import ConfigError
+from modelops.errors import ConfigError, positive_days
 from modelops.monitoring_report import render_report
 from modelops.prediction_log import MODEL_VERSION, SOURCE_PARTITION
 
@@ -97,14 +97,12 @@ def profile_reference(
     """
     settings = monitoring["reference"]
     days = settings.get("days")
-    if days is not None and (
-        isinstance(days, bool) or not isinstance(days, int) or days < 1
-    ):
-        raise ConfigError(
-            f"monitoring.reference.days is {days!r}; expected a positive number of "
-            f"days or null (the whole train and test data).\nHint: fix "
-            f"{MONITORING_CONF}."
-        )
+    positive_days(
+        days,
+        "monitoring.reference.days",
+        "(the whole train and test data)",
+        f"fix {MONITORING_CONF}.",
+    )
     numeric = list(features["numeric"])
     categorical = list(features["categorical"])
     keys = list(features.get("key_columns") or [])
@@ -220,14 +218,12 @@ def select_window(logs: Mapping[str, Any], window: Mapping[str, Any]) -> list[st
     start = _iso(window.get("start"), "monitoring.window.start")
     end = _iso(window.get("end"), "monitoring.window.end")
     last_days = window.get("last_days")
-    if last_days is not None and (
-        isinstance(last_days, bool) or not isinstance(last_days, int) or last_days < 1
-    ):
-        raise ConfigError(
-            f"monitoring.window.last_days is {last_days!r}; expected a positive "
-            f"number of days, or null for every day in [start, end].\nHint: fix "
-            f"{MONITORING_CONF} or pass --params monitoring.window.last_days=7."
-        )
+    positive_days(
+        last_days,
+        "monitoring.window.last_days",
+        "for every day in [start, end]",
+        f"fix {MONITORING_CONF} or pass --params monitoring.window.last_days=7.",
+    )
     logged = _log_days(logs)
     days = [
         day

@@ -18,6 +18,7 @@ from modelops.errors import (
     DataContractError,
     ModelopsError,
     SourceWindowError,
+    positive_days,
 )
 from modelops.modeling import check_inputs_in_contract, input_columns, model_inputs
 from modelops.pipelines.data_processing.nodes import (
@@ -134,15 +135,12 @@ def select_window(
                     f"serving.window.{bound} is {value!r}; expected a date like "
                     f"2025-01-31 or null.\nHint: fix {SERVING_CONF}."
                 ) from err
-    last_days = window.get("last_days")
-    if last_days is not None and (
-        isinstance(last_days, bool) or not isinstance(last_days, int) or last_days < 1
-    ):
-        raise ConfigError(
-            f"serving.window.last_days is {last_days!r}; expected a positive number "
-            f"of days, or null to score every partition in [start, end].\nHint: fix "
-            f"{SERVING_CONF} or pass --params serving.window.last_days=N."
-        )
+    positive_days(
+        window.get("last_days"),
+        "serving.window.last_days",
+        "to score every partition in [start, end]",
+        f"fix {SERVING_CONF} or pass --params serving.window.last_days=N.",
+    )
     if list(partition_ids) == [SINGLE_FILE]:
         return [SINGLE_FILE]  # a single-file source is scored whole
     try:

@@ -22,10 +22,13 @@ PROFILE_ARTIFACT = "monitoring/reference_profile.json"
 TRAIN_SHA_TAG = "modelops.train_sha256"
 TEST_SHA_TAG = "modelops.test_sha256"
 DEPLOY_HINT = (
-    "re-run the deployment job that registers it (`kedro run --env acceptance`, then "
-    "`kedro run --env prod` to promote) so the version's run logs "
-    f"{PROFILE_ARTIFACT} (the evaluation pipeline's profile_reference_node)"
+    "re-run the deployment job on new source data (`kedro run --env acceptance`, then "
+    "`kedro run --env prod` to promote; or `kedro retrain`): every version it registers "
+    f"logs {PROFILE_ARTIFACT} (the evaluation pipeline's profile_reference_node). On "
+    "the same data and config as this version it reports `unchanged` and registers "
+    "nothing"
 )
+
 
 Loader = Callable[..., pd.DataFrame]
 

@@ -348,13 +348,22 @@ def test_a_failing_model_is_a_500_with_a_request_id(config, contract, rows, capl
         client.close()
 
 
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.endswith(".access")]
+
+
 def test_access_log_has_id_status_version_latency_not_the_payload(client, rows, caplog):
     payload = split_payload(rows.head(1))
     station = payload["dataframe_split"]["data"][0][1]
     with caplog.at_level("INFO", logger="modelops.service.access"):
         client.call("POST", "/invocations", payload, headers={"X-Request-Id": "abc-1"})
         client.call("POST", "/invocations", _with(rows, humidity_pct=555.5))
-    lines = [r.getMessage() for r in caplog.records if r.name.endswith(".access")]
+        # The server logs a request after its response is sent, off the client's
+        # path: wait (bounded) for the second line rather than race it.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(_access_lines(caplog)) < 2:
+            time.sleep(0.01)
+    lines = _access_lines(caplog)
     assert len(lines) == 2
     assert lines[0].startswith(
         "request_id=abc-1 method=POST path=/invocations status=200"

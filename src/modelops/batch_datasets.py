@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import shutil
@@ -10,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError, Version
-from kedro.io.core import generate_timestamp
+from kedro.io.core import VERSION_FORMAT, generate_timestamp
 from kedro_datasets.partitions import PartitionedDataset
+
+from modelops.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -207,3 +210,19 @@ class SaveVersionDataset(AbstractDataset[Any, str]):
 
     def _describe(self) -> dict[str, Any]:
         return {"save_version": self._version.save if self._version else None}
+
+
+def save_version_time(save_version: str) -> dt.datetime:
+    """A run's Kedro save version read as the UTC time it names.
+
+    Raises:
+        ConfigError: ``save_version`` is not a Kedro timestamp.
+    """
+    try:
+        moment = dt.datetime.strptime(save_version, VERSION_FORMAT)
+    except ValueError as err:
+        raise ConfigError(
+            f"The run's save version {save_version!r} is not a Kedro timestamp "
+            f"({VERSION_FORMAT}).\nHint: let Kedro choose the save version."
+        ) from err
+    return moment.replace(tzinfo=dt.UTC)

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from kedro.io.core import VERSION_FORMAT
 
 from modelops import drift
+from modelops.batch_datasets import save_version_time
 from modelops.contracts import use_case_key
 from modelops.drift import MonitoringError, WindowAccumulator
 from modelops.errors import ConfigError, positive_days
@@ -426,14 +426,7 @@ def accumulate_window(
 
 
 def _computed_at(save_version: str) -> str:
-    try:
-        moment = dt.datetime.strptime(save_version, VERSION_FORMAT)
-    except ValueError as err:
-        raise ConfigError(
-            f"The run's save version {save_version!r} is not a Kedro timestamp "
-            f"({VERSION_FORMAT}).\nHint: let Kedro choose the save version."
-        ) from err
-    return moment.replace(tzinfo=dt.UTC).isoformat()
+    return save_version_time(save_version).isoformat()
 
 
 def monitor_window(

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from kedro.io.core import VERSION_FORMAT
 
+from modelops.batch_datasets import save_version_time
 from modelops.contracts import Contract, parse_contract, use_case_key, validate_frame
 from modelops.errors import (
     ConfigError,
@@ -159,14 +159,7 @@ def select_window(
 
 def _scored_at(save_version: str) -> pd.Timestamp:
     """The scoring run's time: its Kedro save version, read as a UTC timestamp."""
-    try:
-        moment = dt.datetime.strptime(save_version, VERSION_FORMAT)
-    except ValueError as err:
-        raise ConfigError(
-            f"The run's save version {save_version!r} is not a Kedro timestamp "
-            f"({VERSION_FORMAT}).\nHint: let Kedro choose the save version."
-        ) from err
-    return pd.Timestamp(moment, tz="UTC")
+    return pd.Timestamp(save_version_time(save_version))
 
 
 def _output_layout(
